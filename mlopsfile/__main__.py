@@ -1,0 +1,3 @@
+from mlopsfile.cli import main
+
+main()

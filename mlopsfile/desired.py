@@ -1,0 +1,68 @@
+"""SpecSet → DesiredState: pin every model through the registry and shape serving configs."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from mlopsfile.errors import ResolveError, SpecError, SpecErrors
+from mlopsfile.resources import DesiredDeployment, DesiredState, OnlineServing, ResolvedModel
+from mlopsfile.spec.deployment import DeploymentDocument, memory_bytes
+from mlopsfile.spec.specset import SpecSet
+
+
+class ModelResolver(Protocol):
+    """Pins a model URI to a version and artifact digest (the MLflow driver implements it)."""
+
+    def resolve(self, name: str, uri: str) -> ResolvedModel: ...
+
+
+def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runtime_digest: str) -> DesiredState:
+    """Resolve every Model once; a model that cannot be resolved is a spec error at its uri."""
+    resolved: dict[str, ResolvedModel] = {}
+    errors: list[SpecError] = []
+    for name in sorted(specset.models):
+        try:
+            resolved[name] = resolver.resolve(name, specset.model(name).spec.uri)
+        except ResolveError as exc:
+            errors.append(specset.models[name].error(str(exc), "spec", "uri"))
+    if errors:
+        raise SpecErrors(errors)
+    deployments = []
+    for name in sorted(specset.deployments):
+        document = specset.deployment(name)
+        model = resolved[document.spec.model]
+        deployments.append(DesiredDeployment(
+            name=name,
+            spec_digest=specset.deployment_digest(name),
+            source=specset.deployments[name].at(),
+            model=model,
+            serving=online_serving(document, model, runtime_digest),
+            labels=document.metadata.labels,
+        ))
+    return DesiredState(
+        project=project,
+        specs_digest=specset.digest(),
+        deployments=tuple(deployments),
+        models=tuple(resolved[n] for n in sorted(resolved)),
+    )
+
+
+def online_serving(document: DeploymentDocument, model: ResolvedModel, runtime_digest: str) -> OnlineServing:
+    target = document.spec.target
+    autoscaling = target.autoscaling.model_dump() if target.autoscaling else None
+    return OnlineServing(
+        route=document.route(),
+        model_uri=model.pinned_uri,
+        model_version=model.version,
+        model_digest=model.digest,
+        runtime_digest=runtime_digest,
+        num_cpus=target.resources.num_cpus,
+        num_gpus=target.resources.num_gpus,
+        memory=memory_bytes(target.resources.memory) if target.resources.memory is not None else None,
+        custom_resources=dict(target.resources.custom),
+        replicas=None if autoscaling else (target.replicas if target.replicas is not None else 1),
+        autoscaling=autoscaling,
+        max_batch_size=target.batching.max_batch_size if target.batching else None,
+        batch_wait_timeout_s=target.batching.batch_wait_timeout_s if target.batching else None,
+        max_ongoing_requests=target.max_ongoing_requests,
+    )

@@ -1,0 +1,227 @@
+"""Online driver: one Ray Serve application per online Deployment.
+
+Reads go through the Ray dashboard's Serve REST API (no Ray client needed, so ``plan``
+stays fast and starts nothing). Writes go through ``serve.run_many`` from a Ray client,
+one named application at a time, which leaves every other application alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import httpx
+
+from mlopsfile.config import Settings
+from mlopsfile.drivers.ray_cluster import ClusterEndpoint, LocalHead, external_endpoint
+from mlopsfile.drivers.runtime_package import stage_runtime
+from mlopsfile.errors import DriverError
+from mlopsfile.resources import (
+    DesiredDeployment,
+    Health,
+    ObservedDeployment,
+    OnlineServing,
+    Ownership,
+    replace_digest,
+)
+
+DEPLOYMENT_NAME = "model"  # runtime.serve_app.DEPLOYMENT_NAME, repeated to keep plan free of Ray imports
+OWNER_KEY = "mlopsfile"
+AUTOSCALING_KEYS = ("min_replicas", "max_replicas", "target_ongoing_requests", "upscale_delay_s", "downscale_delay_s")
+DEFAULT_DEPLOY_TIMEOUT_S = 300.0
+
+
+class OnlineDriver:
+    """Ray Serve applications, observed over HTTP and changed through a Ray client."""
+
+    target = "online"
+
+    def __init__(self, settings: Settings, deploy_timeout_s: float | None = None) -> None:
+        self.settings = settings
+        self.deploy_timeout_s = deploy_timeout_s or float(os.environ.get("MLOPSFILE_DEPLOY_TIMEOUT_S", DEFAULT_DEPLOY_TIMEOUT_S))
+        self.local_head = LocalHead(settings.state_dir, settings.ray_num_cpus) if settings.manages_local_ray else None
+        self._connected: ClusterEndpoint | None = None
+
+    # -- reading -----------------------------------------------------------------
+
+    def endpoint(self, start: bool = False) -> ClusterEndpoint | None:
+        if self.local_head is None:
+            return external_endpoint(self.settings.ray_address or "auto", self.settings.ray_dashboard_url)
+        return self.local_head.ensure_started() if start else self.local_head.endpoint()
+
+    def serve_details(self) -> dict[str, Any]:
+        endpoint = self.endpoint()
+        if endpoint is None:
+            return {"applications": {}}
+        url = f"{endpoint.dashboard_url}/api/serve/applications/"
+        try:
+            response = httpx.get(url, headers=endpoint.auth_headers(), timeout=15)
+        except httpx.HTTPError as exc:
+            raise DriverError(f"cannot reach the Ray dashboard at {endpoint.dashboard_url}: {exc}", temporary=True) from exc
+        if response.status_code in (401, 403):
+            raise DriverError(f"the Ray dashboard at {endpoint.dashboard_url} refused the auth token "
+                              "(set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)")
+        if response.status_code != 200:
+            raise DriverError(f"the Ray dashboard at {endpoint.dashboard_url} answered {response.status_code}: "
+                              f"{response.text[:200]}", temporary=True)
+        return response.json()
+
+    def observe(self) -> list[ObservedDeployment]:
+        applications = self.serve_details().get("applications") or {}
+        return [observe_application(name, app) for name, app in sorted(applications.items())]
+
+    def health(self, name: str) -> Health | None:
+        app = (self.serve_details().get("applications") or {}).get(name)
+        return observe_application(name, app).health if app else None
+
+    def http_base(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+    # -- writing -----------------------------------------------------------------
+
+    def create(self, desired: DesiredDeployment, ownership: Ownership) -> None:
+        self._deploy(desired.name, desired.serving, ownership)
+
+    def update(self, desired: DesiredDeployment, ownership: Ownership) -> None:
+        self._deploy(desired.name, desired.serving, ownership)
+
+    def replace(self, desired: DesiredDeployment, ownership: Ownership) -> None:
+        # Serve starts replicas of the new version and retires the old ones only once
+        # the new ones pass their health checks: create-before-destroy.
+        self._deploy(desired.name, desired.serving, ownership)
+
+    def restore(self, previous: ObservedDeployment) -> None:
+        if previous.serving is None or previous.ownership is None:
+            return
+        self._deploy(previous.name, previous.serving, previous.ownership)
+
+    def delete(self, name: str) -> None:
+        serve = self._serve()
+        serve.delete(name, _blocking=True)
+
+    def _deploy(self, name: str, serving: OnlineServing, ownership: Ownership) -> None:
+        serve = self._serve()
+        from ray.serve.api import RunTarget
+
+        from runtime.serve_app import ModelServer
+
+        user_config = {
+            OWNER_KEY: ownership.model_dump(),
+            "serving": serving.model_dump(),
+            "tracking_uri": self.settings.tracking_uri,
+            "registry_uri": self.settings.registry_uri or self.settings.tracking_uri,
+        }
+        actor_options: dict[str, Any] = {"num_cpus": serving.num_cpus, "num_gpus": serving.num_gpus}
+        if serving.memory:
+            actor_options["memory"] = serving.memory
+        if serving.custom_resources:
+            actor_options["resources"] = dict(serving.custom_resources)
+        options: dict[str, Any] = {
+            "user_config": user_config,
+            "ray_actor_options": actor_options,
+            "max_ongoing_requests": serving.max_ongoing_requests,
+            # A fixed version makes Serve treat replica-count, batching and bookkeeping
+            # changes as in-place reconfigurations instead of restarting every replica.
+            "version": replace_digest(serving),
+            "_internal": True,
+        }
+        if serving.autoscaling:
+            options["autoscaling_config"] = dict(serving.autoscaling)
+            options["num_replicas"] = "auto"
+        else:
+            options["num_replicas"] = serving.replicas
+        application = ModelServer.options(**options).bind()
+        try:
+            serve.run_many([RunTarget(target=application, name=name, route_prefix=serving.route)],
+                           wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
+        except Exception as exc:  # Ray raises many types here; all mean "not deployed"
+            raise DriverError(f"Ray Serve refused application {name!r}: {_first_line(exc)}") from exc
+        self._wait_ready(name, ownership)
+
+    def _wait_ready(self, name: str, ownership: Ownership) -> None:
+        deadline = time.monotonic() + self.deploy_timeout_s
+        last = "not visible yet"
+        while time.monotonic() < deadline:
+            app = (self.serve_details().get("applications") or {}).get(name)
+            if app:
+                observed = observe_application(name, app)
+                health = observed.health
+                current = observed.ownership is not None and observed.ownership.revision == ownership.revision
+                if health.status == "DEPLOY_FAILED" and current:
+                    raise DriverError(f"application {name!r} failed to deploy: {health.message or 'see Ray Serve logs'}")
+                if current and health.status == "RUNNING" and health.running_replicas >= health.target_replicas:
+                    return
+                last = f"{health.status}, {health.running_replicas}/{health.target_replicas} replicas; {health.message}".strip("; ")
+            time.sleep(0.5)
+        raise DriverError(f"application {name!r} not ready after {self.deploy_timeout_s:.0f}s ({last})", temporary=True)
+
+    def _serve(self) -> Any:
+        endpoint = self.endpoint(start=True)
+        assert endpoint is not None
+        if self._connected is None:
+            # Ray reads its auth settings when it is first imported.
+            os.environ.update(endpoint.client_env())
+        import ray
+        from ray import serve
+
+        if self._connected is None:
+            for noisy in ("ray", "ray.serve", "ray._private", "ray.runtime_env"):
+                logging.getLogger(noisy).setLevel(logging.ERROR)
+            if not ray.is_initialized():
+                ray.init(address=endpoint.address, namespace="mlopsfile", logging_level=logging.ERROR,
+                         log_to_driver=False, configure_logging=False,
+                         runtime_env={"working_dir": str(stage_runtime(self.settings.state_dir))})
+            serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
+            self._connected = endpoint
+        return serve
+
+
+def observe_application(name: str, app: dict[str, Any]) -> ObservedDeployment:
+    """Turn one application of Serve's details into an ObservedDeployment."""
+    deployments = app.get("deployments") or {}
+    ingress = deployments.get(DEPLOYMENT_NAME) or {}
+    config = ingress.get("deployment_config") or {}
+    user_config = config.get("user_config") if isinstance(config.get("user_config"), dict) else {}
+    replicas = ingress.get("replicas") or []
+    health = Health(
+        status=str(app.get("status", "UNKNOWN")),
+        running_replicas=sum(1 for r in replicas if r.get("state") == "RUNNING"),
+        target_replicas=int(ingress.get("target_num_replicas") or 0),
+        message=_first_line(app.get("message") or ingress.get("message") or ""),
+    )
+    details = {"route": app.get("route_prefix"), "source": app.get("source")}
+    try:
+        ownership = Ownership.model_validate(user_config[OWNER_KEY])
+        recorded = OnlineServing.model_validate(user_config["serving"])
+    except (KeyError, TypeError, ValueError):
+        return ObservedDeployment(name=name, health=health, details=details)
+    return ObservedDeployment(name=name, ownership=ownership, serving=_live_serving(recorded, app, config),
+                              health=health, details=details)
+
+
+def _live_serving(recorded: OnlineServing, app: dict[str, Any], config: dict[str, Any]) -> OnlineServing:
+    """What runs now: recorded values, overridden by what Serve reports live."""
+    actor = config.get("ray_actor_options") or {}
+    autoscaling = config.get("autoscaling_config")
+    live: dict[str, Any] = {
+        "route": app.get("route_prefix") or recorded.route,
+        "max_ongoing_requests": config.get("max_ongoing_requests", recorded.max_ongoing_requests),
+        "num_cpus": float(actor.get("num_cpus", recorded.num_cpus) or 0),
+        "num_gpus": float(actor.get("num_gpus", recorded.num_gpus) or 0),
+        "memory": actor.get("memory") or None,
+        "custom_resources": {k: float(v) for k, v in (actor.get("resources") or {}).items()},
+    }
+    if autoscaling:
+        live["autoscaling"] = {key: autoscaling[key] for key in AUTOSCALING_KEYS if key in autoscaling}
+        live["replicas"] = None
+    else:
+        live["autoscaling"] = None
+        live["replicas"] = config.get("num_replicas", recorded.replicas)
+    return recorded.model_copy(update=live)
+
+
+def _first_line(value: object) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0][:300] if text else ""

@@ -1,0 +1,110 @@
+"""Plan renderers: a terminal view like Terraform's, markdown for pull requests, JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from mlopsfile.plan.types import Action, Change, Plan
+
+SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-"}
+COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta", Action.DELETE: "red"}
+VERB = {Action.CREATE: "will be created", Action.UPDATE: "will be updated in place",
+        Action.REPLACE: "must be replaced", Action.DELETE: "will be destroyed"}
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def summary_line(plan: Plan) -> str:
+    counts = plan.counts()
+    if not plan.has_changes:
+        return "No changes."
+    return (f"Plan: {counts[Action.CREATE]} to add, {counts[Action.UPDATE]} to change, "
+            f"{counts[Action.REPLACE]} to replace, {counts[Action.DELETE]} to destroy.")
+
+
+def diff_lines(change: Change) -> list[tuple[str, str]]:
+    """(marker, text) per field: what a reviewer needs to see for this change."""
+    lines = []
+    width = max((len(d.field) for d in change.diffs), default=0)
+    for diff in change.diffs:
+        name = diff.field.ljust(width)
+        if change.action == Action.CREATE:
+            lines.append(("+", f"{name} = {_value(diff.new)}"))
+        elif change.action == Action.DELETE:
+            lines.append(("-", f"{name} = {_value(diff.old)}"))
+        else:
+            note = "  # forces replacement" if change.action == Action.REPLACE and diff.forces_replacement else ""
+            lines.append(("~", f"{name} = {_value(diff.old)} -> {_value(diff.new)}{note}"))
+    return lines
+
+
+def render_text(plan: Plan, color: bool = True, width: int = 120) -> str:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=color, no_color=not color, width=width, highlight=False, soft_wrap=True)
+    if plan.models:
+        console.print("[bold]Models[/bold]")
+        for model in plan.models:
+            pinned = f"version {model.version}"
+            console.print(f"  {escape(model.name)}: {escape(model.uri)} -> {pinned} ({model.digest[:19]}…)")
+        console.print()
+    if not plan.has_changes:
+        up_to_date = len(plan.unchanged)
+        console.print("[bold green]No changes.[/bold green] The live state matches the specs"
+                      + (f" ({up_to_date} up to date)." if up_to_date else "."))
+        return buffer.getvalue()
+    console.print("mlopsfile will perform the following actions:\n")
+    for change in plan.changes:
+        tint = COLOR[change.action]
+        console.print(f"  [bold]# {change.address}[/bold] {VERB[change.action]}: {escape(change.reason)}")
+        console.print(f"[{tint}]{SYMBOL[change.action]:>3}[/{tint}] {change.kind.lower()} "
+                      f"[bold]\"{change.name}\"[/bold] ({change.target}, revision {change.revision})")
+        for marker, text in diff_lines(change):
+            console.print(f"      [{COLOR[_action_of(marker, change)]}]{marker}[/] {escape(text)}")
+        console.print()
+    for item in plan.unchanged:
+        console.print(f"  [dim]deployment/{item.name}: {escape(item.reason)}[/dim]")
+    if plan.unchanged:
+        console.print()
+    console.print(f"[bold]{summary_line(plan)}[/bold]")
+    return buffer.getvalue()
+
+
+def _action_of(marker: str, change: Change) -> Action:
+    return {"+": Action.CREATE, "-": Action.DELETE}.get(marker, change.action)
+
+
+def render_markdown(plan: Plan) -> str:
+    lines = [f"### mlopsfile plan · project `{plan.project}`", ""]
+    if plan.models:
+        lines += ["| Model | URI | Pinned version | Digest |", "| --- | --- | --- | --- |"]
+        lines += [f"| {m.name} | `{m.uri}` | {m.version} | `{m.digest[:19]}…` |" for m in plan.models]
+        lines.append("")
+    if not plan.has_changes:
+        lines.append("**No changes.** The live state matches the specs.")
+        return "\n".join(lines) + "\n"
+    lines += [f"**{summary_line(plan)}**", "", "| | Resource | Action | Why |", "| --- | --- | --- | --- |"]
+    for change in plan.changes:
+        lines.append(f"| `{SYMBOL[change.action]}` | `{change.address}` | {change.action.value} | {change.reason} |")
+    lines.append("")
+    for change in plan.changes:
+        lines += [f"<details><summary><code>{SYMBOL[change.action]} {change.address}</code> "
+                  f"(revision {change.revision})</summary>", "", "```diff"]
+        for diff in change.diffs:
+            note = "  # forces replacement" if change.action == Action.REPLACE and diff.forces_replacement else ""
+            if change.action != Action.CREATE:
+                lines.append(f"- {diff.field} = {_value(diff.old)}")
+            if change.action != Action.DELETE:
+                lines.append(f"+ {diff.field} = {_value(diff.new)}{note}")
+        lines += ["```", "", "</details>", ""]
+    return "\n".join(lines)
+
+
+def render_json(plan: Plan) -> str:
+    return plan.model_dump_json(indent=2) + "\n"

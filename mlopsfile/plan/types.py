@@ -1,0 +1,76 @@
+"""The Plan: a frozen, JSON-serialisable list of changes that apply walks."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from mlopsfile.resources import DesiredDeployment, ResolvedModel, Value
+
+PLAN_FORMAT_VERSION = 1
+
+
+class Action(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+
+
+ACTION_ORDER = {Action.DELETE: 0, Action.REPLACE: 1, Action.UPDATE: 2, Action.CREATE: 3}
+
+
+class FieldDiff(Value):
+    """One field that differs between the live state and the specs."""
+
+    field: str = Field(description="Field name, e.g. 'replicas' or 'model_version'.")
+    old: Any = Field(default=None, description="Live value (None when created).")
+    new: Any = Field(default=None, description="Desired value (None when deleted).")
+    forces_replacement: bool = Field(default=False, description="Whether this field alone needs new replicas.")
+
+
+class Change(Value):
+    """One resource to create, update in place, replace or delete, and why."""
+
+    action: Action
+    kind: str = Field(default="Deployment", description="Spec kind of the resource.")
+    name: str
+    target: str = Field(default="online", description="Target type: online, batch, edge.")
+    reason: str = Field(description="Why this change is needed, in one sentence.")
+    diffs: tuple[FieldDiff, ...] = ()
+    desired: DesiredDeployment | None = Field(default=None, description="What apply deploys (absent for delete).")
+    revision: int = Field(description="Revision number this change records.")
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind.lower()}/{self.name}"
+
+
+class Unchanged(Value):
+    name: str
+    kind: str = "Deployment"
+    reason: str
+
+
+class Plan(Value):
+    """Desired × observed → ordered changes. Apply carries it out exactly."""
+
+    format_version: int = PLAN_FORMAT_VERSION
+    mode: Literal["apply", "destroy"] = Field(default="apply", description="'destroy' removes everything the project owns.")
+    project: str
+    created_at: str = Field(description="When the plan was made (ISO 8601, UTC).")
+    specs_digest: str = Field(description="Digest of the spec set the plan was made from.")
+    spec_digests: dict[str, str] = Field(default_factory=dict, description="Digest of each deployment's documents.")
+    observed: dict[str, str] = Field(default_factory=dict, description="Fingerprint of each live managed resource.")
+    models: tuple[ResolvedModel, ...] = ()
+    changes: tuple[Change, ...] = ()
+    unchanged: tuple[Unchanged, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.changes)
+
+    def counts(self) -> dict[Action, int]:
+        return {action: sum(1 for c in self.changes if c.action == action) for action in Action}

@@ -1,0 +1,139 @@
+"""The Deployment kind: where and how a Model is served."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict
+
+ROUTE_RE = re.compile(r"^/([A-Za-z0-9._~\-]+(/[A-Za-z0-9._~\-]+)*)?$")
+MEMORY_RE = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)(?P<unit>|Ki|Mi|Gi|Ti|K|M|G|T)$")
+MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def memory_bytes(value: int | str) -> int:
+    """Turn '512Mi', '2G' or a plain byte count into bytes."""
+    if isinstance(value, int):
+        return value
+    match = MEMORY_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"invalid memory size {value!r}: use bytes or a number with Ki, Mi, Gi, K, M or G")
+    return int(float(match["number"]) * MEMORY_UNITS[match["unit"]])
+
+
+class Resources(Strict):
+    """What one replica reserves on the Ray cluster (Ray actor options)."""
+
+    num_cpus: float = Field(default=1.0, ge=0, description="CPUs reserved per replica; fractions allowed (e.g. 0.1).")
+    num_gpus: float = Field(default=0.0, ge=0, description="GPUs reserved per replica; fractions allowed.")
+    memory: int | str | None = Field(
+        default=None,
+        description="Memory reserved per replica, in bytes or with a unit ('512Mi', '2Gi').",
+    )
+    custom: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources reserved per replica, e.g. {accelerator_type_a10: 1}.",
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _valid_memory(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            memory_bytes(value)
+        return value
+
+
+class Autoscaling(Strict):
+    """Replica autoscaling on Ray Serve, driven by ongoing requests per replica."""
+
+    min_replicas: int = Field(default=1, ge=0, description="Fewest replicas kept running.")
+    max_replicas: int = Field(ge=1, description="Most replicas ever started.")
+    target_ongoing_requests: float = Field(
+        default=2.0, gt=0, description="Ongoing requests per replica the autoscaler aims for."
+    )
+    upscale_delay_s: float = Field(default=30.0, ge=0, description="Seconds of sustained load before adding replicas.")
+    downscale_delay_s: float = Field(default=600.0, ge=0, description="Seconds of low load before removing replicas.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
+        return self
+
+
+class Batching(Strict):
+    """Dynamic request batching: requests arriving together are scored in one model call."""
+
+    max_batch_size: int = Field(default=16, ge=1, le=4096, description="Most requests scored in one model call.")
+    batch_wait_timeout_s: float = Field(
+        default=0.01, ge=0, le=10, description="Longest wait for a batch to fill before scoring what has arrived."
+    )
+
+
+class OnlineTarget(Strict):
+    """Serve the model over HTTP on Ray Serve."""
+
+    type: Literal["online"] = Field(description="Target kind: 'online' serves over HTTP on Ray Serve.")
+    route: str | None = Field(
+        default=None,
+        description="HTTP route prefix (default '/<deployment name>'); requests go to POST <route>/predict.",
+    )
+    replicas: int | None = Field(
+        default=None, ge=0, le=1000, description="Fixed replica count (default 1); leave unset when autoscaling."
+    )
+    autoscaling: Autoscaling | None = Field(default=None, description="Autoscale replicas instead of a fixed count.")
+    resources: Resources = Field(default_factory=Resources, description="What each replica reserves on Ray.")
+    batching: Batching | None = Field(default=None, description="Dynamic batching of concurrent requests.")
+    max_ongoing_requests: int = Field(
+        default=5, ge=1, le=10000, description="Requests a replica handles at once before Serve queues more."
+    )
+
+    @field_validator("route")
+    @classmethod
+    def _valid_route(cls, value: str | None) -> str | None:
+        if value is not None and not ROUTE_RE.match(value):
+            raise ValueError(f"invalid route {value!r}: it starts with '/' and has no trailing '/', spaces or '?'")
+        return value
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> OnlineTarget:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError("set either replicas or autoscaling, not both")
+        return self
+
+
+# Further target kinds (batch, edge) join this as a union discriminated on ``type``.
+DeploymentTarget = OnlineTarget
+
+
+class Rollout(Strict):
+    """How a new model version replaces the running one."""
+
+    strategy: Literal["direct"] = Field(
+        default="direct",
+        description="'direct': new replicas start and become healthy before the old ones stop.",
+    )
+
+
+class DeploymentSpec(Strict):
+    """A model served somewhere."""
+
+    model: ResourceName = Field(description="Name of a Model document in the same spec set.")
+    target: DeploymentTarget = Field(description="Where and how the model is served; chosen by 'type'.")
+    rollout: Rollout = Field(default_factory=Rollout, description="How a new model version rolls out.")
+
+
+class DeploymentDocument(Strict):
+    """Serve a Model on a target."""
+
+    apiVersion: Literal["mlopsfile/v1"] = Field(description=f"Spec language version; always '{API_VERSION}'.")
+    kind: Literal["Deployment"] = Field(description="Document kind.")
+    metadata: Metadata = Field(description="Name, labels and annotations.")
+    spec: DeploymentSpec = Field(description="Model, target and rollout.")
+
+    def route(self) -> str:
+        return self.spec.target.route or f"/{self.metadata.name}"

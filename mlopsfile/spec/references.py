@@ -1,0 +1,52 @@
+"""Checks across documents: unique names, models that exist, routes used once."""
+
+from __future__ import annotations
+
+from mlopsfile.errors import SpecError
+from mlopsfile.spec.documents import LocatedDocument
+from mlopsfile.spec.specset import SpecSet
+
+
+def check_references(specset: SpecSet, documents: list[LocatedDocument]) -> list[SpecError]:
+    errors: list[SpecError] = []
+    errors.extend(_duplicate_names(specset, documents))
+    for name, located in specset.deployments.items():
+        model = specset.deployment(name).spec.model
+        if model not in specset.models:
+            known = ", ".join(sorted(specset.models)) or "none"
+            errors.append(located.error(f"no Model named {model!r} in the specs (known: {known})", "spec", "model"))
+    errors.extend(_route_conflicts(specset))
+    return errors
+
+
+def _duplicate_names(specset: SpecSet, documents: list[LocatedDocument]) -> list[SpecError]:
+    errors = []
+    first_of = {"Model": specset.models, "Deployment": specset.deployments}
+    for located in documents:
+        first = first_of[located.kind][located.name]
+        if first is not located:
+            errors.append(located.error(
+                f"duplicate {located.kind} name {located.name!r} (first defined at {first.at('metadata', 'name')})",
+                "metadata", "name",
+            ))
+    return errors
+
+
+def _route_conflicts(specset: SpecSet) -> list[SpecError]:
+    errors = []
+    owner_of: dict[str, LocatedDocument] = {}
+    for name in sorted(specset.deployments, key=lambda n: str(specset.deployments[n].positions.value(()))):
+        located = specset.deployments[name]
+        deployment = specset.deployment(name)
+        if deployment.spec.target.type != "online":
+            continue
+        route = deployment.route()
+        if route in owner_of:
+            other = owner_of[route]
+            errors.append(located.error(
+                f"route {route!r} is already served by Deployment {other.name!r} ({other.at('spec', 'target')})",
+                "spec", "target", "route",
+            ))
+        else:
+            owner_of[route] = located
+    return errors
