@@ -17,7 +17,7 @@ from rich.table import Table
 
 from mlopsfile.api import Project, StatusRow
 from mlopsfile.errors import MlopsfileError, SpecErrors
-from mlopsfile.plan.render import render_json, render_markdown, render_text, summary_line
+from mlopsfile.plan.render import render_json, render_markdown, render_text
 from mlopsfile.plan.types import Action, Change, Plan
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ app = typer.Typer(
     help="Declarative MLOps: plan and apply model deployments from YAML specs.",
 )
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -293,8 +293,9 @@ def _run_apply(project: Project, the_plan: Plan) -> int:
         print(f"{skipped.change.address}: not started ({skipped.message})", file=sys.stderr)
     if report.failed:
         _fail(f"apply failed: {report.failed[0].change.address}: {report.failed[0].message}")
-    done = Plan.model_validate({**the_plan.model_dump(), "changes": [o.change.model_dump() for o in report.outcomes]})
-    out.print(f"\nApply complete! {summary_line(done).removeprefix('Plan: ')}")
+    done = {action: sum(1 for o in report.outcomes if o.change.action == action) for action in Action}
+    out.print(f"\nApply complete! Resources: {done[Action.CREATE]} added, {done[Action.UPDATE]} changed, "
+              f"{done[Action.REPLACE]} replaced, {done[Action.DELETE]} destroyed.")
     return 0
 
 

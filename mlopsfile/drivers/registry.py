@@ -13,7 +13,6 @@ from mlopsfile.resources import ResolvedModel
 from mlopsfile.spec.model import MODEL_URI_FORMS
 
 
-
 def quiet_mlflow() -> None:
     """MLflow sets its own log levels on import; keep its INFO chatter off the CLI's output."""
     for noisy in ("mlflow", "alembic"):
@@ -46,7 +45,7 @@ class MlflowResolver:
         self._client = None
 
     @property
-    def client(self):  # noqa: ANN201 - mlflow's type, kept out of signatures on purpose
+    def client(self):
         if self._client is None:
             from mlflow import MlflowClient
 

@@ -100,10 +100,7 @@ def _data_path(loc: Path, data: Any) -> Path:
     path: list[str | int] = []
     current = data
     for number, part in enumerate(loc):
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-            path.append(part)
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+        if (isinstance(current, dict) and part in current) or (isinstance(current, list) and isinstance(part, int) and part < len(current)):
             current = current[part]
             path.append(part)
         elif number == len(loc) - 1:

@@ -123,13 +123,13 @@ def _index_node(node: yaml.Node, path: Path, index: PositionIndex, seen: set[int
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node.value)
             key_position = _position(index.file, key_node.start_mark)
             if key in keys_here and key != "<<":
-                yield SpecError(f"duplicate key {key!r} (first at line {keys_here[key].line})", key_position, dotted_path(path + (key,)))
+                yield SpecError(f"duplicate key {key!r} (first at line {keys_here[key].line})", key_position, dotted_path((*path, key)))
             keys_here[key] = key_position
-            index.keys.setdefault(path + (key,), key_position)
-            yield from _index_node(value_node, path + (key,), index, seen)
+            index.keys.setdefault((*path, key), key_position)
+            yield from _index_node(value_node, (*path, key), index, seen)
     elif isinstance(node, yaml.SequenceNode):
         for number, item in enumerate(node.value):
-            yield from _index_node(item, path + (number,), index, seen)
+            yield from _index_node(item, (*path, number), index, seen)
 
 
 def dotted_path(path: Path) -> str:
