@@ -6,7 +6,8 @@ typed errors; rendering and exit codes belong to the CLI.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -24,7 +25,7 @@ from mlopsfile.plan.types import Plan
 from mlopsfile.resources import DesiredState, Health, ObservedState
 from mlopsfile.spec.loader import load_specs
 from mlopsfile.spec.specset import SpecSet, canonical_digest
-from mlopsfile.state.store import StateStore
+from mlopsfile.state.store import Lock, StateStore
 
 
 @dataclass
@@ -95,23 +96,30 @@ class Project:
     def empty_desired(self) -> DesiredState:
         return DesiredState(project=self.settings.project, specs_digest=canonical_digest({}))
 
-    def apply(self, plan: Plan, progress: Progress | None = None) -> ApplyReport:
-        """Apply exactly ``plan`` under the state lock, after checking it is still true."""
-        lock = self.store.acquire_lock("destroy" if plan.mode == "destroy" else "apply")
+    @contextmanager
+    def locked(self, operation: str) -> Iterator[Lock]:
+        """Hold the state lock: a second apply or destroy fails at once, naming this one."""
+        lock = self.store.acquire_lock(operation)
         try:
-            observed = self.observe()
-            if plan.mode == "destroy":
-                specs_digest, spec_digests = plan.specs_digest, dict(plan.spec_digests)
-            else:
-                specset = self.validate()
-                specs_digest = specset.digest()
-                spec_digests = {name: specset.deployment_digest(name) for name in specset.deployments}
-            check_fresh(plan, specs_digest, spec_digests, observed, self.settings.project)
-            executor = Executor(self.drivers, self.store, observed, git_commit(self.settings.specs),
-                                plan_id(plan), progress)
-            return executor.run(plan)
+            yield lock
         finally:
             self.store.release_lock(lock)
+
+    def apply(self, plan: Plan, progress: Progress | None = None, lock_held: bool = False) -> ApplyReport:
+        """Apply exactly ``plan`` after checking it is still true (under the state lock)."""
+        if not lock_held:
+            with self.locked("destroy" if plan.mode == "destroy" else "apply"):
+                return self.apply(plan, progress, lock_held=True)
+        observed = self.observe()
+        if plan.mode == "destroy":
+            specs_digest, spec_digests = plan.specs_digest, dict(plan.spec_digests)
+        else:
+            specset = self.validate()
+            specs_digest = specset.digest()
+            spec_digests = {name: specset.deployment_digest(name) for name in specset.deployments}
+        check_fresh(plan, specs_digest, spec_digests, observed, self.settings.project)
+        executor = Executor(self.drivers, self.store, observed, git_commit(self.settings.specs), plan_id(plan), progress)
+        return executor.run(plan)
 
     def status(self) -> list[StatusRow]:
         specset = self.validate()
@@ -133,15 +141,12 @@ class Project:
                 model_version=live.serving.model_version if live and live.serving else None,
                 health=live.health if live else None,
                 route=live.serving.route if live and live.serving else None,
-                url=self._url(live.serving.route) if live and live.serving else None,
+                url=live.details.get("url") if live and live.serving else None,
                 synced=synced,
                 applied_by=record.user if record else None,
                 applied_at=record.created_at.isoformat(timespec="seconds") if record else None,
             ))
         return rows
-
-    def _url(self, route: str) -> str:
-        return f"http://{self.settings.http_host}:{self.settings.http_port}{route.rstrip('/')}/predict"
 
     def down(self) -> bool:
         from mlopsfile.drivers.ray_cluster import LocalHead

@@ -134,15 +134,16 @@ def apply(
 
     def body() -> int:
         project = _project(specs)
-        if plan_file is not None:
-            the_plan = _read_plan(plan_file)
-        else:
-            the_plan = project.plan().plan
-            _print_plan(the_plan, PlanFormat.text, no_color)
-            if not the_plan.has_changes:
-                return 0
-            _confirm(auto_approve, "apply")
-        return _run_apply(project, the_plan)
+        with project.locked("apply"):
+            if plan_file is not None:
+                the_plan = _read_plan(plan_file)
+            else:
+                the_plan = project.plan().plan
+                _print_plan(the_plan, PlanFormat.text, no_color)
+                if not the_plan.has_changes:
+                    return 0
+                _confirm(auto_approve, "apply")
+            return _run_apply(project, the_plan)
 
     guarded(body)
 
@@ -154,12 +155,13 @@ def destroy(specs: SpecsOption = None, auto_approve: AutoApprove = False,
 
     def body() -> int:
         project = _project(specs)
-        the_plan = project.plan(destroy=True).plan
-        _print_plan(the_plan, PlanFormat.text, no_color)
-        if not the_plan.has_changes:
-            return 0
-        _confirm(auto_approve, "destroy")
-        return _run_apply(project, the_plan)
+        with project.locked("destroy"):
+            the_plan = project.plan(destroy=True).plan
+            _print_plan(the_plan, PlanFormat.text, no_color)
+            if not the_plan.has_changes:
+                return 0
+            _confirm(auto_approve, "destroy")
+            return _run_apply(project, the_plan)
 
     guarded(body)
 
@@ -288,7 +290,7 @@ def _run_apply(project: Project, the_plan: Plan) -> int:
         elif outcome.outcome == "failed":
             err.print(f"{change.address}: {change.action.value} FAILED: {outcome.message}")
 
-    report = project.apply(the_plan, progress)
+    report = project.apply(the_plan, progress, lock_held=True)
     for skipped in (o for o in report.outcomes if o.outcome == "skipped"):
         print(f"{skipped.change.address}: not started ({skipped.message})", file=sys.stderr)
     if report.failed:

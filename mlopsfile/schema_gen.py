@@ -18,6 +18,8 @@ def schemas() -> dict[str, str]:
     out = {}
     for filename, (model, title) in SCHEMA_FILES.items():
         schema = model.model_json_schema()
+        # The model's own title (e.g. "AnyDocument") would otherwise override the readable one.
+        schema.pop("title", None)
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title, **schema}
         out[filename] = json.dumps(schema, indent=2, sort_keys=False) + "\n"
     return out

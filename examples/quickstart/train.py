@@ -21,6 +21,46 @@ from sklearn.preprocessing import StandardScaler
 
 from mlopsfile.config import load_settings
 
+EXPERIMENT = "mlopsfile-quickstart"
+
+
+def iris_frame() -> tuple:
+    """Iris features with column names that are valid identifiers, and the labels."""
+    frame = load_iris(as_frame=True).frame
+    features, labels = frame.drop(columns="target"), frame["target"]
+    features.columns = [c.replace(" (cm)", "").replace(" ", "_") for c in features.columns]
+    return features, labels
+
+
+def train_and_register(tracking_uri: str, artifact_root: Path, name: str = "iris", alias: str | None = "champion",
+                       regularisation: float = 1.0) -> str:
+    """Fit, log and register one model version; point ``alias`` at it. Returns the version."""
+    warnings.filterwarnings("ignore")
+    mlflow.set_tracking_uri(tracking_uri)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_root.resolve().as_uri())
+    mlflow.set_experiment(EXPERIMENT)
+    features, labels = iris_frame()
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=regularisation, max_iter=500)).fit(features, labels)
+    with mlflow.start_run():
+        mlflow.log_param("C", regularisation)
+        mlflow.log_metric("train_accuracy", float(model.score(features, labels)))
+        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(features, model.predict(features)),
+                                        input_example=features.head(3), registered_model_name=name)
+    version = str(info.registered_model_version)
+    if alias:
+        MlflowClient(tracking_uri).set_registered_model_alias(name, alias, version)
+    return version
+
+
+def registered_alias(tracking_uri: str, name: str, alias: str) -> str | None:
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    try:
+        return str(MlflowClient(tracking_uri).get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -28,31 +68,16 @@ def main() -> None:
     parser.add_argument("--alias", default="champion", help="alias to point at the new version")
     parser.add_argument("--C", type=float, default=1.0, help="inverse regularisation strength")
     parser.add_argument("--project", type=Path, default=None, help="project directory (default: here)")
+    parser.add_argument("--if-missing", action="store_true", help="do nothing when the alias is already set")
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-
     settings = load_settings(args.project)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    if settings.registry_uri:
-        mlflow.set_registry_uri(settings.registry_uri)
-    experiment = "mlopsfile-quickstart"
-    if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(experiment, artifact_location=(settings.state_dir / "artifacts").as_uri())
-    mlflow.set_experiment(experiment)
-
-    features = load_iris(as_frame=True).frame
-    x, y = features.drop(columns="target"), features["target"]
-    x.columns = [c.replace(" (cm)", "").replace(" ", "_") for c in x.columns]
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=args.C, max_iter=500)).fit(x, y)
-    with mlflow.start_run() as run:
-        mlflow.log_param("C", args.C)
-        mlflow.log_metric("train_accuracy", float(model.score(x, y)))
-        info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(x, model.predict(x)),
-                                        input_example=x.head(3), registered_model_name=args.name)
-    version = info.registered_model_version
-    MlflowClient().set_registered_model_alias(args.name, args.alias, version)
-    print(f"registered models:/{args.name}/{version} (run {run.info.run_id[:8]}) as @{args.alias}")
+    if args.if_missing:
+        existing = registered_alias(settings.tracking_uri, args.name, args.alias)
+        if existing:
+            print(f"models:/{args.name}@{args.alias} is version {existing}; not training again")
+            return
+    version = train_and_register(settings.tracking_uri, settings.state_dir / "artifacts", args.name, args.alias, args.C)
+    print(f"registered models:/{args.name}/{version} as @{args.alias}")
 
 
 if __name__ == "__main__":

@@ -69,15 +69,21 @@ class OnlineDriver:
         return response.json()
 
     def observe(self) -> list[ObservedDeployment]:
-        applications = self.serve_details().get("applications") or {}
-        return [observe_application(name, app) for name, app in sorted(applications.items())]
+        details = self.serve_details()
+        base = self._http_base(details)
+        return [observe_application(name, app, base) for name, app in sorted((details.get("applications") or {}).items())]
 
     def health(self, name: str) -> Health | None:
         app = (self.serve_details().get("applications") or {}).get(name)
         return observe_application(name, app).health if app else None
 
-    def http_base(self) -> str:
-        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+    def _http_base(self, details: dict[str, Any]) -> str:
+        """Where Serve's HTTP proxy really listens (whoever started Serve chose it)."""
+        options = details.get("http_options") or {}
+        host = options.get("host") or self.settings.http_host
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{options.get('port') or self.settings.http_port}"
 
     # -- writing -----------------------------------------------------------------
 
@@ -178,7 +184,7 @@ class OnlineDriver:
         return serve
 
 
-def observe_application(name: str, app: dict[str, Any]) -> ObservedDeployment:
+def observe_application(name: str, app: dict[str, Any], http_base: str = "") -> ObservedDeployment:
     """Turn one application of Serve's details into an ObservedDeployment."""
     deployments = app.get("deployments") or {}
     ingress = deployments.get(DEPLOYMENT_NAME) or {}
@@ -191,7 +197,8 @@ def observe_application(name: str, app: dict[str, Any]) -> ObservedDeployment:
         target_replicas=int(ingress.get("target_num_replicas") or 0),
         message=_first_line(app.get("message") or ingress.get("message") or ""),
     )
-    details = {"route": app.get("route_prefix"), "source": app.get("source")}
+    route = app.get("route_prefix") or ""
+    details = {"route": route, "source": app.get("source"), "url": f"{http_base}{route.rstrip('/')}/predict"}
     try:
         ownership = Ownership.model_validate(user_config[OWNER_KEY])
         recorded = OnlineServing.model_validate(user_config["serving"])

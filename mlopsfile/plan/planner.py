@@ -26,14 +26,15 @@ def make_plan(
     """Work out what must change so the live state matches the specs.
 
     ``last_revisions`` comes from the state store: the newest revision recorded per
-    deployment, so a change knows which revision number it will write.
+    deployment. The next revision is one past both that and the revision the live
+    application carries, so a fresh or separate state store never reuses a number.
     """
     changes: list[Change] = []
     unchanged: list[Unchanged] = []
     conflicts: list[str] = []
     for want in desired.deployments:
         live = observed.deployment(want.name)
-        next_revision = last_revisions.get(want.name, 0) + 1
+        next_revision = _next_revision(want.name, live, last_revisions)
         if live is not None and not live.managed_by(desired.project):
             conflicts.append(_conflict_message(want, live, desired.project))
             continue
@@ -53,7 +54,7 @@ def make_plan(
                 target=live.target,
                 reason="its spec was removed",
                 diffs=_diffs(live.serving, None),
-                revision=last_revisions.get(live.name, live.ownership.revision if live.ownership else 0),
+                revision=_next_revision(live.name, live, last_revisions),
             ))
     changes.sort(key=lambda c: (ACTION_ORDER[c.action], c.name))
     return Plan(
@@ -69,6 +70,11 @@ def make_plan(
     )
 
 
+def _next_revision(name: str, live: ObservedDeployment | None, last_revisions: Mapping[str, int]) -> int:
+    live_revision = live.ownership.revision if live is not None and live.ownership is not None else 0
+    return max(last_revisions.get(name, 0), live_revision) + 1
+
+
 def _conflict_message(want: DesiredDeployment, live: ObservedDeployment, project: str) -> str:
     owner = "was not created by mlopsfile" if live.ownership is None else f"belongs to mlopsfile project {live.ownership.project!r}"
     return (
@@ -78,7 +84,13 @@ def _conflict_message(want: DesiredDeployment, live: ObservedDeployment, project
 
 
 def _change_for(want: DesiredDeployment, live: ObservedDeployment | None, revision: int) -> Change | None:
-    if live is None or live.serving is None:
+    if live is not None and live.serving is None:
+        return Change(
+            action=Action.REPLACE, name=want.name, target=want.target, desired=want, revision=revision,
+            reason="its live configuration cannot be read; it is deployed again from the specs",
+            diffs=_diffs(None, want.serving),
+        )
+    if live is None:
         return Change(
             action=Action.CREATE, name=want.name, target=want.target, desired=want, revision=revision,
             reason=f"it does not exist yet; model {want.model.name} version {want.model.version}",

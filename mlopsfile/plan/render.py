@@ -91,7 +91,8 @@ def render_markdown(plan: Plan) -> str:
         return "\n".join(lines) + "\n"
     lines += [f"**{summary_line(plan)}**", "", "| | Resource | Action | Why |", "| --- | --- | --- | --- |"]
     for change in plan.changes:
-        lines.append(f"| `{SYMBOL[change.action]}` | `{change.address}` | {change.action.value} | {change.reason} |")
+        reason = change.reason.replace("|", "\\|")
+        lines.append(f"| `{SYMBOL[change.action]}` | `{change.address}` | {change.action.value} | {reason} |")
     lines.append("")
     for change in plan.changes:
         lines += [f"<details><summary><code>{SYMBOL[change.action]} {change.address}</code> "

@@ -25,6 +25,9 @@ def spec_files(root: Path) -> list[Path]:
         if path.suffix in SPEC_SUFFIXES and path.is_file() and path.name != PROJECT_FILE
         and not any(part.startswith(".") for part in path.relative_to(root).parts)
     ]
+    if not found:
+        # An empty desired state would plan the deletion of everything: say so instead.
+        raise SpecErrors([SpecError(f"no spec files (*.yaml, *.yml) under {root}; to remove everything use destroy")])
     return sorted(found)
 
 

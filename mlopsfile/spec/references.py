@@ -35,7 +35,13 @@ def _duplicate_names(specset: SpecSet, documents: list[LocatedDocument]) -> list
 def _route_conflicts(specset: SpecSet) -> list[SpecError]:
     errors = []
     owner_of: dict[str, LocatedDocument] = {}
-    for name in sorted(specset.deployments, key=lambda n: str(specset.deployments[n].positions.value(()))):
+    # Source order decides which deployment owns a route: compare (file, line, column) as a tuple,
+    # because as text line 17 would sort before line 8.
+    def source_order(name: str) -> tuple[str, int, int]:
+        position = specset.deployments[name].positions.value(())
+        return (position.file, position.line, position.column)
+
+    for name in sorted(specset.deployments, key=source_order):
         located = specset.deployments[name]
         deployment = specset.deployment(name)
         if deployment.spec.target.type != "online":

@@ -88,7 +88,8 @@ def read_yaml_documents(text: str, file: str) -> tuple[list[RawDocument], list[S
         mark = exc.problem_mark or exc.context_mark
         position = _position(file, mark) if mark else SourcePosition(file, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        errors.append(SpecError(f"YAML syntax error: {problem}", position))
+        kind = "YAML syntax error" if isinstance(exc, (yaml.scanner.ScannerError, yaml.parser.ParserError)) else "invalid YAML"
+        errors.append(SpecError(f"{kind}: {problem}", position))
     except yaml.YAMLError as exc:
         errors.append(SpecError(f"YAML error: {exc}", SourcePosition(file, 1, 1)))
     finally:

@@ -84,6 +84,11 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _utc(value: datetime) -> datetime:
+    """Times are written in UTC, but SQLite hands them back without a zone; put it back."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
 def who() -> str:
     try:
         return os.environ.get("MLOPSFILE_USER") or getpass.getuser()
@@ -149,7 +154,7 @@ class StateStore:
             row = connection.execute(select(locks).where(locks.c.scope == scope)).mappings().first()
         if row is None:
             return None
-        return Lock(row["lock_id"], row["holder"], row["operation"], row["created_at"])
+        return Lock(row["lock_id"], row["holder"], row["operation"], _utc(row["created_at"]))
 
     def release_lock(self, lock: Lock, scope: str = "apply") -> None:
         with self.engine.begin() as connection:
@@ -211,10 +216,10 @@ class StateStore:
     def audit_log(self, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
             rows = connection.execute(select(audit).order_by(audit.c.id.desc()).limit(limit)).mappings().all()
-        return [dict(r) for r in rows]
+        return [{**r, "at": _utc(r["at"])} for r in rows]
 
 
 def _revision(row: Any) -> RevisionRecord:
     return RevisionRecord(row["kind"], row["name"], row["revision"], row["action"], row["outcome"],
                           row["model_version"], row["spec_digest"], row["user"], row["git_commit"],
-                          row["created_at"], row["message"])
+                          _utc(row["created_at"]), row["message"])
