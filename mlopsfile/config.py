@@ -34,7 +34,7 @@ class RaySettings(Strict):
     )
     http_host: str = Field(default="127.0.0.1", description="Interface the Serve HTTP proxy binds to.")
     http_port: int = Field(default=8000, ge=1, le=65535, description="Port of the Serve HTTP proxy.")
-    num_cpus: float | None = Field(default=None, ge=0, description="CPUs the local head offers (default: all).")
+    num_cpus: int | None = Field(default=None, ge=1, description="CPUs the local head offers (default: all).")
 
 
 class MlflowSettings(Strict):
@@ -80,7 +80,7 @@ class Settings:
     ray_dashboard_url: str | None
     http_host: str
     http_port: int
-    ray_num_cpus: float | None
+    ray_num_cpus: int | None
     tracking_uri: str
     registry_uri: str | None
     state_url: str

@@ -25,7 +25,7 @@ def main() -> int:
     response.raise_for_status()
     names = load_iris().target_names
     print(f"POST {deployment.url} (model version {response.headers.get('x-model-version')})")
-    for row, label in zip(ROWS, response.json()["predictions"]):
+    for row, label in zip(ROWS, response.json()["predictions"], strict=True):
         print(f"  {row} -> {label} ({names[label]})")
     return 0
 

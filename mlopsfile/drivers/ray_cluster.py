@@ -70,14 +70,19 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; an exited child nobody reaped yet (a zombie) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def _token_from_environment() -> tuple[str | None, str | None]:
@@ -106,7 +111,7 @@ def external_endpoint(address: str, dashboard_url: str | None) -> ClusterEndpoin
 class LocalHead:
     """The local Ray head of one project directory."""
 
-    def __init__(self, state_dir: Path, num_cpus: float | None = None) -> None:
+    def __init__(self, state_dir: Path, num_cpus: int | None = None) -> None:
         self.directory = state_dir / "ray"
         self.record_path = self.directory / "head.json"
         self.num_cpus = num_cpus
@@ -120,7 +125,7 @@ class LocalHead:
     def endpoint(self) -> ClusterEndpoint | None:
         """The running head's endpoint, or None when it is not running."""
         record = self.record()
-        if record is None or not _pid_alive(record.pid):
+        if record is None or not pid_alive(record.pid):
             return None
         token = Path(record.token_path).read_text().strip() if Path(record.token_path).is_file() else None
         return ClusterEndpoint(record.address, record.dashboard_url, token, record.token_path)
@@ -179,7 +184,7 @@ class LocalHead:
         record = self.record()
         if record is None:
             return False
-        was_running = _pid_alive(record.pid)
+        was_running = pid_alive(record.pid)
         if was_running:
             self._terminate(record.pid)
         self.record_path.unlink(missing_ok=True)
@@ -192,7 +197,7 @@ class LocalHead:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + HEAD_STOP_TIMEOUT_S
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.3)
