@@ -134,16 +134,10 @@ def apply(
 
     def body() -> int:
         project = _project(specs)
+        if plan_file is None:
+            return _plan_confirm_apply(project, "apply", auto_approve, no_color)
         with project.locked("apply"):
-            if plan_file is not None:
-                the_plan = _read_plan(plan_file)
-            else:
-                the_plan = project.plan().plan
-                _print_plan(the_plan, PlanFormat.text, no_color)
-                if not the_plan.has_changes:
-                    return 0
-                _confirm(auto_approve, "apply")
-            return _run_apply(project, the_plan)
+            return _run_apply(project, _read_plan(plan_file))
 
     guarded(body)
 
@@ -154,14 +148,7 @@ def destroy(specs: SpecsOption = None, auto_approve: AutoApprove = False,
     """Remove everything this project runs. Applications it did not create stay."""
 
     def body() -> int:
-        project = _project(specs)
-        with project.locked("destroy"):
-            the_plan = project.plan(destroy=True).plan
-            _print_plan(the_plan, PlanFormat.text, no_color)
-            if not the_plan.has_changes:
-                return 0
-            _confirm(auto_approve, "destroy")
-            return _run_apply(project, the_plan)
+        return _plan_confirm_apply(_project(specs), "destroy", auto_approve, no_color)
 
     guarded(body)
 
@@ -279,6 +266,17 @@ def _confirm(auto_approve: bool, verb: str) -> None:
     answer = typer.prompt(f"\nDo you want to {verb}? Only 'yes' will be accepted", default="", show_default=False)
     if answer.strip() != "yes":
         _fail(f"{verb} cancelled", 1)
+
+
+def _plan_confirm_apply(project: Project, verb: str, auto_approve: bool, no_color: bool) -> int:
+    """Terraform's flow: take the lock first, then plan, show, ask, apply that plan."""
+    with project.locked(verb):
+        the_plan = project.plan(destroy=verb == "destroy").plan
+        _print_plan(the_plan, PlanFormat.text, no_color)
+        if not the_plan.has_changes:
+            return 0
+        _confirm(auto_approve, verb)
+        return _run_apply(project, the_plan)
 
 
 def _run_apply(project: Project, the_plan: Plan) -> int:
