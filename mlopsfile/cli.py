@@ -186,6 +186,31 @@ def status(
 
 
 @app.command()
+def history(
+    deployment: Annotated[str, typer.Argument(help="Deployment name.")],
+    output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+) -> None:
+    """Revisions applied to a deployment: model version, spec digest, when, who, git commit, outcome."""
+
+    def body() -> None:
+        records = _project().store.history(deployment)
+        if output_format == "json":
+            print(json.dumps([r.__dict__ for r in records], indent=2, default=str))
+            return
+        if not records:
+            _fail(f"no revisions recorded for deployment {deployment!r} in this project's state store")
+        table = Table(box=None, pad_edge=False)
+        for column in ("REVISION", "ACTION", "OUTCOME", "MODEL", "SPEC", "WHEN", "WHO", "GIT COMMIT", "NOTE"):
+            table.add_column(column)
+        for r in records:
+            table.add_row(str(r.revision), r.action, r.outcome, r.model_version or "-", (r.spec_digest or "-")[:12],
+                          f"{r.created_at:%Y-%m-%d %H:%M:%S}", r.user or "-", (r.git_commit or "-")[:12], r.message or "")
+        out.print(table)
+
+    guarded(body)
+
+
+@app.command()
 def schema(
     check: Annotated[bool, typer.Option("--check", help="Fail if the files differ from the models.")] = False,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Directory (default: ./schema).")] = None,

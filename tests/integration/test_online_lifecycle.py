@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -123,6 +124,13 @@ def test_model_version_change_is_a_replace_without_dropped_requests(project_dir:
     project_dir.cli("apply", "--auto-approve", check=True)
 
     second = registry.register(model, regularisation=0.5)
+    # The audit trail names the git commit the specs were applied from.
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q"], cwd=project_dir.root, check=True)
+    subprocess.run([*git, "add", "specs"], cwd=project_dir.root, check=True)
+    subprocess.run([*git, "commit", "-qm", "specs"], cwd=project_dir.root, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_dir.root, capture_output=True, text=True,
+                            check=True).stdout.strip()
     planned = project_dir.cli("plan", "--detailed-exitcode", "--no-color")
     assert planned.returncode == 2
     assert f'-/+ deployment "{project_dir.name}"' in planned.stdout
@@ -136,6 +144,11 @@ def test_model_version_change_is_a_replace_without_dropped_requests(project_dir:
     assert traffic.failures == []
     assert traffic.versions[first] > 0 and traffic.versions[second] > 0
     assert project_dir.predict(route, [SETOSA]).headers["x-model-version"] == second
+
+    history = json.loads(project_dir.cli("history", project_dir.name, "--format", "json", check=True).stdout)
+    assert [(h["revision"], h["action"], h["outcome"], h["model_version"]) for h in history] == [
+        (1, "create", "applied", first), (2, "replace", "applied", second)]
+    assert history[1]["git_commit"] == commit
 
 
 def test_removed_spec_is_deleted(project_dir: ProjectDir, registry: Registry) -> None:
