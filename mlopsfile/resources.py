@@ -7,6 +7,7 @@ from the live systems by drivers. Both describe an online deployment with the sa
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -83,8 +84,12 @@ class DesiredState(Value):
     deployments: tuple[DesiredDeployment, ...] = ()
     models: tuple[ResolvedModel, ...] = ()
 
+    @cached_property
+    def _by_name(self) -> dict[str, DesiredDeployment]:
+        return {d.name: d for d in self.deployments}
+
     def deployment(self, name: str) -> DesiredDeployment | None:
-        return next((d for d in self.deployments if d.name == name), None)
+        return self._by_name.get(name)
 
 
 class Health(Value):
@@ -130,5 +135,9 @@ class ObservedDeployment(Value):
 class ObservedState(Value):
     deployments: tuple[ObservedDeployment, ...] = ()
 
+    @cached_property
+    def _by_name(self) -> dict[str, ObservedDeployment]:
+        return {d.name: d for d in self.deployments}
+
     def deployment(self, name: str) -> ObservedDeployment | None:
-        return next((d for d in self.deployments if d.name == name), None)
+        return self._by_name.get(name)

@@ -14,7 +14,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from runtime.scoring import BadRequest, ParsedRequest, parse_payload, predict, predictions_json
+from runtime.scoring import BadRequest, ParsedRequest, RequestParser, predict, predictions_json
 
 DEPLOYMENT_NAME = "model"
 
@@ -27,6 +27,7 @@ class ModelServer:
         self.model: Any = None
         self.model_uri: str | None = None
         self.input_schema: Any = None
+        self.parser = RequestParser(None)
         self.config: dict[str, Any] = {}
         self.batching = False
 
@@ -41,6 +42,7 @@ class ModelServer:
 
             self.model = mlflow.pyfunc.load_model(serving["model_uri"])
             self.input_schema = self.model.metadata.get_input_schema()
+            self.parser = RequestParser(self.input_schema)
             self.model_uri = serving["model_uri"]
         self.config = config
         self.batching = bool(serving.get("max_batch_size"))
@@ -73,12 +75,13 @@ class ModelServer:
         }
 
     async def _score(self, request: Request) -> Response:
-        started = time.perf_counter()
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
         if content_type not in ("application/json", ""):
             return _error(f"unsupported content type {content_type!r}; send application/json", 415)
+        body = await request.body()
+        started = time.perf_counter()
         try:
-            parsed = parse_payload(await request.body(), self.input_schema)
+            parsed = self.parser.parse(body)
             if self.batching and parsed.params is None and hasattr(parsed.data, "iloc"):
                 predictions = await self._predict_batch(parsed)
                 if isinstance(predictions, BadRequest):
@@ -87,8 +90,7 @@ class ModelServer:
                 predictions = predict(self.model, parsed.data, parsed.params)
         except BadRequest as exc:
             return _error(str(exc), exc.status)
-        body = predictions_json(predictions)
-        return Response(body, media_type="application/json",
+        return Response(predictions_json(predictions), media_type="application/json",
                         headers={"x-model-version": str(self.config["serving"]["model_version"]),
                                  "x-inference-ms": f"{(time.perf_counter() - started) * 1000:.2f}"})
 

@@ -89,7 +89,11 @@ class OnlineTarget(Strict):
     resources: Resources = Field(default_factory=Resources, description="What each replica reserves on Ray.")
     batching: Batching | None = Field(default=None, description="Dynamic batching of concurrent requests.")
     max_ongoing_requests: int = Field(
-        default=5, ge=1, le=10000, description="Requests a replica handles at once before Serve queues more."
+        default=32, ge=1, le=10000,
+        description=(
+            "Requests a replica holds at once (queued inside it) before Serve's router makes callers wait; "
+            "at least batching.max_batch_size, so batches can fill."
+        ),
     )
 
     @field_validator("route")
@@ -103,6 +107,11 @@ class OnlineTarget(Strict):
     def _replicas_or_autoscaling(self) -> OnlineTarget:
         if self.replicas is not None and self.autoscaling is not None:
             raise ValueError("set either replicas or autoscaling, not both")
+        if self.batching is not None and self.batching.max_batch_size > self.max_ongoing_requests:
+            raise ValueError(
+                f"batching.max_batch_size ({self.batching.max_batch_size}) exceeds max_ongoing_requests "
+                f"({self.max_ongoing_requests}): a replica never holds enough requests to fill a batch"
+            )
         return self
 
 
