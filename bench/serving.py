@@ -57,7 +57,7 @@ from mlopsfile.api import Project  # noqa: E402
 PYTHON = sys.executable
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SAMPLE_ROW = [5.1, 3.5, 1.4, 0.2]
-MAX_ONGOING_REQUESTS = 5  # the spec's default, which is also Serve's own default
+MAX_ONGOING_REQUESTS = 32  # the spec's default
 START_TIMEOUT_S = 240.0
 # Settings from the environment would point the temporary project at someone else's
 # Ray cluster, MLflow or state store; the benchmark must only touch what it starts.
@@ -711,7 +711,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, default=100_000, help="cap on requests per point")
     parser.add_argument("--rows", type=int, default=1, help="rows per request")
     parser.add_argument("--max-ongoing", type=int, default=MAX_ONGOING_REQUESTS,
-                        help="max_ongoing_requests of every Serve replica, mlopsfile's and bare (default: the spec default, 5)")
+                        help="max_ongoing_requests of every Serve replica, mlopsfile's and bare (default: the spec default, 32)")
     parser.add_argument("--batching", action=argparse.BooleanOptionalAction, default=None,
                         help="also measure an mlopsfile Deployment with dynamic batching (default: on, off with --quick)")
     parser.add_argument("--variants", action=argparse.BooleanOptionalAction, default=None,
