@@ -654,8 +654,8 @@ def report(run: Run, args: argparse.Namespace, costs: list[tuple[str, float]]) -
                 f"{(f'{median(handler):.2f}' if handler else '-'):>12}"
                 f"{(f'{median(busy) * 100:.0f}%' if busy else '-'):>7}"
                 f"{(f'{median(others) * 100:.0f}%' if others else '-'):>8}")
-    say("  handler ms: mean x-inference-ms, the handler's own timer (parse + predict + serialise; it starts")
-    say("    before the body is awaited, so under Serve it also holds the body's trip from the proxy);")
+    say("  handler ms: mean x-inference-ms, the handler's own timer (parse + predict + serialise, from the")
+    say("    moment the body has arrived; the baselines' handlers time the same span);")
     say("  busy: all CPUs of the machine; others: CPU used by processes outside this benchmark.")
     say("")
     say("CPU ms per request by process (median over rounds; client = the load generator):")
