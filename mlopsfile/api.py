@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -175,7 +175,6 @@ class StatusRow:
     synced: bool | None
     applied_by: str | None = None
     applied_at: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def plan_id(plan: Plan) -> str:

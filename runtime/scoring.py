@@ -23,7 +23,6 @@ PAYLOAD_KEYS = ("dataframe_split", "dataframe_records", "inputs", "instances")
 class ParsedRequest:
     data: Any
     params: dict[str, Any] | None
-    rows: int | None
 
 
 FLOAT_TYPES = {"double": "float64", "float": "float32"}
@@ -56,7 +55,7 @@ class RequestParser:
         if self.columns is not None and len(decoded) == 1:
             frame = self._fast_frame(decoded)
             if frame is not None:
-                return ParsedRequest(data=frame, params=None, rows=len(frame))
+                return ParsedRequest(data=frame, params=None)
         return parse_decoded(decoded, self.input_schema)
 
     def _fast_frame(self, decoded: dict[str, Any]) -> Any:
@@ -124,7 +123,7 @@ def parse_decoded(decoded: dict[str, Any], input_schema: Any) -> ParsedRequest:
         raise BadRequest(_first_line(exc.message)) from exc
     except (ValueError, TypeError, KeyError) as exc:
         raise BadRequest(f"cannot read {keys[0]}: {exc}") from exc
-    return ParsedRequest(data=data, params=params, rows=len(data) if hasattr(data, "__len__") else None)
+    return ParsedRequest(data=data, params=params)
 
 
 def parse_payload(body: bytes, input_schema: Any) -> ParsedRequest:
