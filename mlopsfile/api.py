@@ -6,25 +6,32 @@ typed errors; rendering and exit codes belong to the CLI.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from mlopsfile.apply.executor import ApplyReport, Executor, Progress
 from mlopsfile.apply.staleness import check_fresh
 from mlopsfile.config import Settings, load_settings
+from mlopsfile.controller.loop import ReconcileLoop, held_by_other
+from mlopsfile.controller.rollouts import Events, RolloutController
+from mlopsfile.controller.status import RolloutView, rollout_view
 from mlopsfile.desired import ModelResolver, build_desired
 from mlopsfile.drivers.base import DeploymentDriver
 from mlopsfile.errors import DriverError
 from mlopsfile.gitinfo import git_commit
 from mlopsfile.plan.planner import make_plan
-from mlopsfile.plan.types import Plan
-from mlopsfile.resources import DesiredState, Health, ObservedState
+from mlopsfile.plan.types import Hold, Plan
+from mlopsfile.resources import DesiredState, Health, ObservedDeployment, ObservedState
 from mlopsfile.spec.loader import load_specs
 from mlopsfile.spec.specset import SpecSet, canonical_digest
+from mlopsfile.state.rollouts import RolloutRecord
 from mlopsfile.state.store import Lock, StateStore
 
 
@@ -87,11 +94,21 @@ class Project:
             found.extend(driver.observe())
         return ObservedState(deployments=tuple(found))
 
-    def plan(self, destroy: bool = False) -> PlanResult:
+    def plan(self, destroy: bool = False, retry: bool = False) -> PlanResult:
         desired = self.empty_desired() if destroy else self.desired()
         observed = self.observe()
-        plan = make_plan(desired, observed, self.store.last_revisions(), _now(), mode="destroy" if destroy else "apply")
+        plan = make_plan(desired, observed, self.store.last_revisions(), _now(), mode="destroy" if destroy else "apply",
+                         holds={} if retry else self.holds())
         return PlanResult(plan, observed)
+
+    def holds(self) -> dict[str, Hold]:
+        return {name: Hold(name=name, spec_digest=h.spec_digest, outcome=h.outcome, reason=h.reason,
+                           at=h.at.isoformat(timespec="seconds"), live_version=h.live_version)
+                for name, h in self.store.holds().items()}
+
+    def controller(self, events: Events | None = None) -> RolloutController:
+        return RolloutController(self.store, self.drivers["online"], self.settings.project,  # type: ignore[arg-type]
+                                 git_commit(self.settings.specs), events)
 
     def empty_desired(self) -> DesiredState:
         return DesiredState(project=self.settings.project, specs_digest=canonical_digest({}))
@@ -105,11 +122,12 @@ class Project:
         finally:
             self.store.release_lock(lock)
 
-    def apply(self, plan: Plan, progress: Progress | None = None, lock_held: bool = False) -> ApplyReport:
+    def apply(self, plan: Plan, progress: Progress | None = None, lock_held: bool = False,
+              events: Events | None = None) -> ApplyReport:
         """Apply exactly ``plan`` after checking it is still true (under the state lock)."""
         if not lock_held:
             with self.locked("destroy" if plan.mode == "destroy" else "apply"):
-                return self.apply(plan, progress, lock_held=True)
+                return self.apply(plan, progress, lock_held=True, events=events)
         observed = self.observe()
         if plan.mode == "destroy":
             specs_digest, spec_digests = plan.specs_digest, dict(plan.spec_digests)
@@ -118,13 +136,38 @@ class Project:
             specs_digest = specset.digest()
             spec_digests = {name: specset.deployment_digest(name) for name in specset.deployments}
         check_fresh(plan, specs_digest, spec_digests, observed, self.settings.project)
-        executor = Executor(self.drivers, self.store, observed, git_commit(self.settings.specs), plan_id(plan), progress)
+        executor = Executor(self.drivers, self.store, observed, git_commit(self.settings.specs), plan_id(plan), progress,
+                            controller=self.controller(events))
         return executor.run(plan)
+
+    def drive(self, names: list[str] | None = None, events: Events | None = None, tick_s: float | None = None,
+              until: Callable[[RolloutRecord], bool] | None = None) -> dict[str, RolloutRecord]:
+        """Run the reconcile loop in the foreground until the named (or all) rollouts end."""
+        tick = tick_s if tick_s is not None else float(os.environ.get("MLOPSFILE_TICK_S", "1"))
+        loop = ReconcileLoop(self.store, self.controller(events), tick_s=tick, events=events)
+        return loop.run(names, until=until)
+
+    def request(self, name: str, action: str, events: Events | None = None) -> RolloutRecord:
+        """``promote`` or ``abort`` by hand: the loop driving the rollout (this one if none) carries it out."""
+        record = self.controller(events).request(name, action)
+        if held_by_other(self.store, name) is None:
+            done = (lambda r: r.state in ("keeping", "finalizing", "completed")) if action == "promote" else None
+            self.drive([name], events, until=done)
+            fresh = self.store.rollout(record.id)
+            assert fresh is not None
+            return fresh
+        return _wait_for_request(self.store, record)
+
+    def rollback(self, name: str, to_revision: int | None = None, events: Events | None = None) -> str:
+        from mlopsfile.controller.rollback import rollback
+
+        return rollback(self, name, to_revision, events)
 
     def status(self) -> list[StatusRow]:
         specset = self.validate()
         observed = self.observe()
         latest = self.store.latest_applied()
+        holds = self.store.holds()
         rows = []
         names = sorted(set(specset.deployments) | {d.name for d in observed.deployments
                                                    if d.managed_by(self.settings.project)})
@@ -145,8 +188,23 @@ class Project:
                 synced=synced,
                 applied_by=record.user if record else None,
                 applied_at=record.created_at.isoformat(timespec="seconds") if record else None,
+                rollout=self._rollout_view(name, live),
+                held=holds[name].reason if name in holds and in_specs
+                and holds[name].spec_digest == specset.deployment_digest(name) else None,
             ))
         return rows
+
+    def _rollout_view(self, name: str, live: ObservedDeployment | None) -> RolloutView | None:
+        record = self.store.active_rollout(name) or self.store.last_rollout(name)
+        if record is None:
+            return None
+        stats: dict[str, Any] = {}
+        if live is not None and live.traffic is not None:
+            try:
+                stats = self.drivers["online"].traffic_stats(live).get("arms", {})  # type: ignore[attr-defined]
+            except DriverError:
+                stats = {}
+        return rollout_view(record, live, stats, datetime.now(timezone.utc))
 
     def down(self) -> bool:
         from mlopsfile.drivers.ray_cluster import LocalHead
@@ -175,6 +233,21 @@ class StatusRow:
     synced: bool | None
     applied_by: str | None = None
     applied_at: str | None = None
+    rollout: RolloutView | None = None
+    held: str | None = None  # why the live state is kept apart from the specs (abort, rollback)
+
+
+def _wait_for_request(store: StateStore, record: RolloutRecord, timeout_s: float = 120.0) -> RolloutRecord:
+    """Another process drives this rollout: wait until it has acted on the request."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        fresh = store.rollout(record.id)
+        assert fresh is not None
+        if fresh.requested is None:
+            return fresh
+        time.sleep(0.5)
+    raise DriverError(f"the loop driving {record.name!r} has not acted on the request within {timeout_s:.0f}s; "
+                      "it stays queued", temporary=True)
 
 
 def plan_id(plan: Plan) -> str:

@@ -45,6 +45,8 @@ class PlanFormat(str, Enum):
 
 SpecsOption = Annotated[Optional[Path], typer.Option("--specs", "-s", help="Spec file or directory (default: ./specs or mlopsfile.yaml's 'specs').")]
 AutoApprove = Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")]
+RetryOption = Annotated[bool, typer.Option(
+    "--retry", help="Propose again what an aborted rollout, ended test or rollback left held.")]
 
 
 @app.callback()
@@ -108,11 +110,12 @@ def plan(
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 0: no changes, 1: error, 2: changes.")] = False,
     destroy: Annotated[bool, typer.Option("--destroy", help="Plan the removal of everything this project runs.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain text output.")] = False,
+    retry: RetryOption = False,
 ) -> None:
     """Show what apply would change, without changing anything."""
 
     def body() -> int:
-        result = _project(specs).plan(destroy=destroy)
+        result = _project(specs).plan(destroy=destroy, retry=retry)
         _print_plan(result.plan, output_format, no_color)
         if out_file:
             out_file.write_text(render_json(result.plan))
@@ -129,15 +132,24 @@ def apply(
     specs: SpecsOption = None,
     auto_approve: AutoApprove = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain text output.")] = False,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Drive rollouts in the foreground until they end (safe to interrupt; run again to resume).")] = False,
+    retry: RetryOption = False,
 ) -> None:
     """Make the live systems match the specs (or carry out a saved plan)."""
 
     def body() -> int:
         project = _project(specs)
         if plan_file is None:
-            return _plan_confirm_apply(project, "apply", auto_approve, no_color)
-        with project.locked("apply"):
-            return _run_apply(project, _read_plan(plan_file))
+            code = _plan_confirm_apply(project, "apply", auto_approve, no_color, retry)
+        else:
+            with project.locked("apply"):
+                code = _run_apply(project, _read_plan(plan_file))
+        if code == 0 and wait:
+            from mlopsfile.cli_rollouts import drive_in_foreground
+
+            code = drive_in_foreground(project)
+        return code
 
     guarded(body)
 
@@ -178,9 +190,12 @@ def status(
                 str(row.revision or "-"), row.model_version or "-",
                 health.status if health else "NOT DEPLOYED",
                 f"{health.running_replicas}/{health.target_replicas}" if health else "-",
-                {True: "yes", False: "no", None: "-"}[row.synced], row.url or "-",
+                "held" if row.held else {True: "yes", False: "no", None: "-"}[row.synced], row.url or "-",
             )
         out.print(table)
+        from mlopsfile.cli_rollouts import print_rollouts
+
+        print_rollouts(out, rows)
 
     guarded(body)
 
@@ -293,10 +308,10 @@ def _confirm(auto_approve: bool, verb: str) -> None:
         _fail(f"{verb} cancelled", 1)
 
 
-def _plan_confirm_apply(project: Project, verb: str, auto_approve: bool, no_color: bool) -> int:
+def _plan_confirm_apply(project: Project, verb: str, auto_approve: bool, no_color: bool, retry: bool = False) -> int:
     """Terraform's flow: take the lock first, then plan, show, ask, apply that plan."""
     with project.locked(verb):
-        the_plan = project.plan(destroy=verb == "destroy").plan
+        the_plan = project.plan(destroy=verb == "destroy", retry=retry).plan
         _print_plan(the_plan, PlanFormat.text, no_color)
         if not the_plan.has_changes:
             return 0
@@ -310,30 +325,44 @@ def _run_apply(project: Project, the_plan: Plan) -> int:
             err.print(f"{change.address}: {_ing(change.action)}…")
         elif outcome.outcome == "applied":
             err.print(f"{change.address}: {change.action.value} complete after {outcome.seconds:.1f}s")
+        elif outcome.outcome == "in-progress":
+            err.print(f"{change.address}: rollout started after {outcome.seconds:.1f}s")
         elif outcome.outcome == "failed":
             err.print(f"{change.address}: {change.action.value} FAILED: {outcome.message}")
 
-    report = project.apply(the_plan, progress, lock_held=True)
+    from mlopsfile.cli_rollouts import print_event
+
+    report = project.apply(the_plan, progress, lock_held=True, events=print_event)
     for skipped in (o for o in report.outcomes if o.outcome == "skipped"):
         print(f"{skipped.change.address}: not started ({skipped.message})", file=sys.stderr)
     if report.failed:
         _fail(f"apply failed: {report.failed[0].change.address}: {report.failed[0].message}")
     done = {action: sum(1 for o in report.outcomes if o.change.action == action) for action in Action}
+    rollouts = f"{done[Action.ROLLOUT]} rolling out, " if done[Action.ROLLOUT] else ""
     out.print(f"\nApply complete! Resources: {done[Action.CREATE]} added, {done[Action.UPDATE]} changed, "
-              f"{done[Action.REPLACE]} replaced, {done[Action.DELETE]} destroyed.")
+              f"{done[Action.REPLACE]} replaced, {rollouts}{done[Action.DELETE]} destroyed.")
+    if any(o.outcome == "in-progress" for o in report.outcomes):
+        out.print("Rollouts continue with `mlopsfile apply --wait` (or `mlopsfile watch`); "
+                  "`mlopsfile status` shows where they stand.")
     return 0
 
 
 def _ing(action: Action) -> str:
     return {Action.CREATE: "creating", Action.UPDATE: "updating in place", Action.REPLACE: "replacing",
-            Action.DELETE: "destroying"}[action]
+            Action.DELETE: "destroying", Action.ROLLOUT: "starting the rollout"}[action]
 
 
 def _row_json(row: StatusRow) -> dict[str, Any]:
+    from dataclasses import asdict
+
     data = dict(row.__dict__)
     data["health"] = row.health.model_dump() if row.health else None
+    data["rollout"] = asdict(row.rollout) if row.rollout else None
     return data
 
 
 def main() -> None:
     app()
+
+
+from mlopsfile import cli_rollouts  # noqa: E402,F401  (registers promote, abort, rollback)

@@ -5,8 +5,22 @@ from __future__ import annotations
 from typing import Protocol
 
 from mlopsfile.errors import ResolveError, SpecError, SpecErrors
-from mlopsfile.resources import DesiredDeployment, DesiredState, OnlineServing, ResolvedModel
+from mlopsfile.resources import (
+    DesiredDeployment,
+    DesiredState,
+    Experiment,
+    OnlineServing,
+    ResolvedModel,
+    RolloutSettings,
+)
 from mlopsfile.spec.deployment import DeploymentDocument, memory_bytes
+from mlopsfile.spec.rollout import (
+    ABRollout,
+    BlueGreenRollout,
+    CanaryRollout,
+    ShadowRollout,
+    duration_seconds,
+)
 from mlopsfile.spec.specset import SpecSet
 
 
@@ -31,6 +45,11 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
     for name in sorted(specset.deployments):
         document = specset.deployment(name)
         model = resolved[document.spec.model]
+        candidate_name = getattr(document.spec.rollout, "candidate", None)
+        experiment = None
+        if candidate_name is not None:
+            candidate = resolved[candidate_name]
+            experiment = Experiment(model=candidate, serving=online_serving(document, candidate, runtime_digest))
         deployments.append(DesiredDeployment(
             name=name,
             spec_digest=specset.deployment_digest(name),
@@ -38,6 +57,8 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
             model=model,
             serving=online_serving(document, model, runtime_digest),
             labels=document.metadata.labels,
+            rollout=rollout_settings(document),
+            experiment=experiment,
         ))
     return DesiredState(
         project=project,
@@ -66,3 +87,30 @@ def online_serving(document: DeploymentDocument, model: ResolvedModel, runtime_d
         batch_wait_timeout_s=target.batching.batch_wait_timeout_s if target.batching else None,
         max_ongoing_requests=target.max_ongoing_requests,
     )
+
+
+def _seconds(value: float | int | str | None) -> float | None:
+    return None if value is None else duration_seconds(value)
+
+
+def rollout_settings(document: DeploymentDocument) -> RolloutSettings:
+    rollout = document.spec.rollout
+    if isinstance(rollout, CanaryRollout):
+        return RolloutSettings(
+            strategy="canary", steps=tuple((step.weight, _seconds(step.pause)) for step in rollout.steps),
+            max_error_rate=rollout.analysis.max_error_rate, max_p99_ms=rollout.analysis.max_p99_ms,
+            min_requests=rollout.analysis.min_requests, keep_previous_s=duration_seconds(rollout.keep_previous),
+        )
+    if isinstance(rollout, BlueGreenRollout):
+        return RolloutSettings(
+            strategy="blue-green", preview_route=document.preview_route(), smoke_requests=rollout.smoke.requests,
+            smoke_body=rollout.smoke.body, max_error_rate=rollout.analysis.max_error_rate,
+            max_p99_ms=rollout.analysis.max_p99_ms, min_requests=rollout.analysis.min_requests,
+            pause_s=_seconds(rollout.pause), keep_previous_s=duration_seconds(rollout.keep_previous),
+        )
+    if isinstance(rollout, ABRollout):
+        return RolloutSettings(strategy="ab", weight=rollout.weight, sticky_header=rollout.sticky_header,
+                               duration_s=_seconds(rollout.duration))
+    if isinstance(rollout, ShadowRollout):
+        return RolloutSettings(strategy="shadow", sample=rollout.sample, duration_s=_seconds(rollout.duration))
+    return RolloutSettings()

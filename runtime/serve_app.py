@@ -1,11 +1,23 @@
 """The Ray Serve application of an online deployment.
 
-Configuration arrives only through ``user_config`` (see ``reconfigure``), so replica
-counts, batching and bookkeeping change in place without restarting replicas.
+One deployment class plays both parts:
+
+* the **ingress** of a deployment's application scores the stable model in-process (no
+  extra hop in the steady state) and, during a rollout, routes a share of requests to a
+  candidate application by the weights in its traffic table, mirrors requests for
+  shadow tests and counts requests, errors and latency per arm;
+* a **candidate application** (``<deployment>.candidate``) runs the same class with no
+  traffic table: it only scores, for the ingress (through a handle) and on its preview
+  route.
+
+Configuration arrives only through ``user_config`` (see ``reconfigure``), so weights,
+replica counts, batching and bookkeeping change in place without restarting replicas.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
 from typing import Any
@@ -15,13 +27,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from runtime.scoring import BadRequest, ParsedRequest, RequestParser, predict, predictions_json
+from runtime.stats import StatsPublisher
+from runtime.traffic import Arm, ArmStats, TrafficTable, compare_predictions
 
 DEPLOYMENT_NAME = "model"
+MAX_SHADOW_IN_FLIGHT = 64
+Answer = tuple[int, bytes, dict[str, str]]
 
 
 @serve.deployment(name=DEPLOYMENT_NAME)
 class ModelServer:
-    """Loads one MLflow model version and answers MLflow scoring requests."""
+    """Loads one MLflow model version, answers MLflow scoring requests, routes by weights."""
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -30,6 +46,12 @@ class ModelServer:
         self.parser = RequestParser(None)
         self.config: dict[str, Any] = {}
         self.batching = False
+        self.version = ""
+        self.table = TrafficTable(None, "")
+        self.stats: dict[str, ArmStats] = {}
+        self.publisher: StatsPublisher | None = None
+        self.handles: dict[str, Any] = {}
+        self.shadow_in_flight = 0
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         serving = config["serving"]
@@ -45,21 +67,31 @@ class ModelServer:
             self.parser = RequestParser(self.input_schema)
             self.model_uri = serving["model_uri"]
         self.config = config
+        self.version = str(serving["model_version"])
         self.batching = bool(serving.get("max_batch_size"))
         if self.batching:
             self._predict_batch.set_max_batch_size(int(serving["max_batch_size"]))
             self._predict_batch.set_batch_wait_timeout_s(float(serving.get("batch_wait_timeout_s") or 0.0))
+        self.table = TrafficTable(config.get("traffic"), self.version)
+        if config.get("traffic") is not None and self.publisher is None:
+            self.publisher = StatsPublisher(serve.get_replica_context().app_name)
+
+    # -- HTTP ------------------------------------------------------------------------
 
     async def __call__(self, request: Request) -> Response:
         path = request.url.path[len(request.scope.get("root_path", "")):] or "/"
         if path == "/predict":
             if request.method != "POST":
                 return _error("use POST for /predict", 405)
-            return await self._score(request)
+            return await self._route(request)
         if request.method == "GET" and path in ("/", "/healthz"):
             return JSONResponse({"status": "ok"})
         if request.method == "GET" and path == "/metadata":
             return JSONResponse(self.metadata())
+        if request.method == "GET" and path == "/-/stats":
+            return JSONResponse(await self.traffic_stats())
+        if request.method == "GET" and path == "/-/smoke":
+            return self._smoke()
         return _error(f"no such endpoint {path!r}; POST to /predict", 404)
 
     def metadata(self) -> dict[str, Any]:
@@ -74,11 +106,29 @@ class ModelServer:
             "input_schema": self.input_schema.to_dict() if self.input_schema is not None else None,
         }
 
-    async def _score(self, request: Request) -> Response:
+    async def _route(self, request: Request) -> Response:
         content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
         if content_type not in ("application/json", ""):
             return _error(f"unsupported content type {content_type!r}; send application/json", 415)
         body = await request.body()
+        table = self.table
+        key = request.headers.get(table.sticky_header) if table.sticky_header else None
+        arm = table.pick(key)
+        started = time.perf_counter()
+        if arm.local:
+            status, payload, headers = await self.score(body)
+        else:
+            status, payload, headers = await self._forward(arm, body)
+        self._record(arm.key, (time.perf_counter() - started) * 1000, status < 500)
+        if status == 200 and arm.local:
+            mirror = table.mirror()
+            if mirror is not None:
+                self._start_shadow(mirror, body, payload)
+        return Response(payload, status_code=status, media_type="application/json", headers=headers)
+
+    # -- scoring (also called through a handle by the ingress of the deployment) ------
+
+    async def score(self, body: bytes) -> Answer:
         started = time.perf_counter()
         try:
             parsed = self.parser.parse(body)
@@ -88,11 +138,30 @@ class ModelServer:
                     raise predictions
             else:
                 predictions = predict(self.model, parsed.data, parsed.params)
+            payload = predictions_json(predictions)
         except BadRequest as exc:
-            return _error(str(exc), exc.status)
-        return Response(predictions_json(predictions), media_type="application/json",
-                        headers={"x-model-version": str(self.config["serving"]["model_version"]),
-                                 "x-inference-ms": f"{(time.perf_counter() - started) * 1000:.2f}"})
+            return exc.status, _error_body(str(exc), exc.status), {}
+        except Exception as exc:  # a model fault: the caller gets a 500 and the arm counts an error
+            return 500, _error_body(f"model {self.version} failed: {type(exc).__name__}: {exc}", 500), \
+                {"x-model-version": self.version}
+        return 200, payload, {"x-model-version": self.version,
+                              "x-inference-ms": f"{(time.perf_counter() - started) * 1000:.2f}"}
+
+    async def _forward(self, arm: Arm, body: bytes) -> Answer:
+        try:
+            status, payload, headers = await self._handle(arm.app).score.remote(body)
+        except Exception as exc:  # the candidate application is gone or its replica died
+            return 503, _error_body(f"model {arm.version} unavailable: {type(exc).__name__}", 503), \
+                {"x-model-version": arm.version}
+        return status, payload, headers
+
+    def _handle(self, app: str | None) -> Any:
+        assert app is not None
+        handle = self.handles.get(app)
+        if handle is None:
+            handle = serve.get_deployment_handle(DEPLOYMENT_NAME, app_name=app, _check_exists=False)
+            self.handles[app] = handle
+        return handle
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.01)
     async def _predict_batch(self, requests: list[ParsedRequest]) -> list[Any]:
@@ -116,6 +185,65 @@ class ModelServer:
             start += len(frame)
         return out
 
+    def _smoke(self) -> Response:
+        """Score the model's own input example: a preview check needing no caller data."""
+        example = getattr(self.model, "input_example", None)
+        if example is None:
+            return _error("the model was logged without an input example", 404)
+        try:
+            payload = predictions_json(predict(self.model, example, None))
+        except Exception as exc:
+            return _error(f"model {self.version} failed on its input example: {type(exc).__name__}: {exc}", 500)
+        return Response(payload, media_type="application/json", headers={"x-model-version": self.version})
 
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error_code": "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR", "message": message}, status_code=status)
+    # -- counters -----------------------------------------------------------------
+
+    def _arm_stats(self, key: str) -> ArmStats:
+        stats = self.stats.get(key)
+        if stats is None:
+            stats = self.stats[key] = ArmStats()
+        return stats
+
+    def _record(self, key: str, latency_ms: float, ok: bool) -> None:
+        self._arm_stats(key).record(latency_ms, ok)
+        if self.publisher is not None:
+            self.publisher.changed(self.stats)
+
+    def _start_shadow(self, arm: Arm, body: bytes, stable_payload: bytes) -> None:
+        stats = self._arm_stats(arm.key)
+        if self.shadow_in_flight >= MAX_SHADOW_IN_FLIGHT:
+            stats.shadow_dropped += 1  # never let mirroring queue up behind callers
+            return
+        self.shadow_in_flight += 1
+        asyncio.get_running_loop().create_task(self._shadow(arm, body, stable_payload))
+
+    async def _shadow(self, arm: Arm, body: bytes, stable_payload: bytes) -> None:
+        stats = self._arm_stats(arm.key)
+        try:
+            status, payload, _ = await self._forward(arm, body)
+            stats.shadow_requests += 1
+            if status != 200:
+                stats.shadow_errors += 1
+            else:
+                stats.record_comparison(compare_predictions(stable_payload, payload))
+        finally:
+            self.shadow_in_flight -= 1
+            if self.publisher is not None:
+                self.publisher.changed(self.stats)
+
+    async def traffic_stats(self) -> dict[str, Any]:
+        """Counters of every arm summed over all ingress replicas (read by the control plane)."""
+        arms: dict[str, Any] = {}
+        if self.publisher is not None:
+            arms = await self.publisher.merged(self.stats)
+        else:
+            arms = {key: stats.to_dict() for key, stats in self.stats.items()}
+        return {"generation": self.table.generation, "arms": arms}
+
+
+def _error_body(message: str, status: int) -> bytes:
+    return json.dumps({"error_code": "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR", "message": message}).encode()
+
+
+def _error(message: str, status: int) -> Response:
+    return Response(_error_body(message, status), status_code=status, media_type="application/json")

@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from mlopsfile.controller.loop import rollout_lock_scope
+from mlopsfile.controller.rollouts import RolloutController
 from mlopsfile.drivers.base import DeploymentDriver
 from mlopsfile.errors import DriverError
 from mlopsfile.plan.types import Action, Change, Plan
-from mlopsfile.resources import ObservedState, Ownership
+from mlopsfile.resources import ObservedState, Ownership, Traffic, TrafficArm
 from mlopsfile.state.store import StateStore
 
 
@@ -40,8 +42,10 @@ Progress = Callable[[str, Change, ChangeOutcome | None], None]
 
 class Executor:
     def __init__(self, drivers: Mapping[str, DeploymentDriver], store: StateStore, observed: ObservedState,
-                 git_commit: str | None, plan_id: str, progress: Progress | None = None) -> None:
+                 git_commit: str | None, plan_id: str, progress: Progress | None = None,
+                 controller: RolloutController | None = None) -> None:
         self.drivers = drivers
+        self.controller = controller
         self.store = store
         self.observed = observed
         self.git_commit = git_commit
@@ -58,7 +62,10 @@ class Executor:
             started = time.monotonic()
             try:
                 getattr(self, f"visit_{change.action.value}")(plan, change)
-                outcome = ChangeOutcome(change, "applied", seconds=time.monotonic() - started)
+                started_rollout = change.action == Action.ROLLOUT and change.rollout is not None \
+                    and change.rollout.operation == "start"
+                outcome = ChangeOutcome(change, "in-progress" if started_rollout else "applied",
+                                        seconds=time.monotonic() - started)
             except DriverError as exc:
                 outcome = ChangeOutcome(change, "failed", self._undo(change, exc), time.monotonic() - started)
             self._record(change, outcome)
@@ -74,17 +81,62 @@ class Executor:
     def visit_create(self, plan: Plan, change: Change) -> None:
         assert change.desired is not None
         self.drivers[change.target].create(change.desired, self._ownership(plan, change))
+        self._rollout(change, "start")
 
     def visit_update(self, plan: Plan, change: Change) -> None:
         assert change.desired is not None
-        self.drivers[change.target].update(change.desired, self._ownership(plan, change))
+        self._rollout(change, "end")
+        self.drivers[change.target].update(change.desired, self._ownership(plan, change), self._carried(change))
+        self._rollout(change, "start")
 
     def visit_replace(self, plan: Plan, change: Change) -> None:
         assert change.desired is not None
-        self.drivers[change.target].replace(change.desired, self._ownership(plan, change))
+        self._rollout(change, "end")
+        self.drivers[change.target].replace(change.desired, self._ownership(plan, change), self._carried(change))
+        self._rollout(change, "start")
+
+    def visit_rollout(self, plan: Plan, change: Change) -> None:
+        assert change.rollout is not None and change.desired is not None
+        self._rollout(change, change.rollout.operation)
+        if change.rollout.operation == "start" and change.desired.rollout.progressive:
+            return  # the stable application takes the new spec when the rollout completes
+        # An experiment is part of the spec: the stable application records the spec it now matches.
+        driver = self.drivers[change.target]
+        live = driver.observe_one(change.name)  # type: ignore[attr-defined]
+        driver.update(change.desired, self._ownership(plan, change), live.traffic if live else None)
 
     def visit_delete(self, plan: Plan, change: Change) -> None:
         self.drivers[change.target].delete(change.name)
+
+    def _rollout(self, change: Change, operation: str) -> None:
+        """Start or end the rollout or experiment a change carries, under that rollout's lock."""
+        if change.rollout is None or change.rollout.operation != operation:
+            return
+        assert self.controller is not None, "a rollout change needs the rollout controller"
+        scope = rollout_lock_scope(change.name)
+        lock = self.store.acquire_lock("apply", scope=scope)
+        try:
+            live = self.controller.driver.observe_one(change.name)
+            if live is None:
+                raise DriverError(f"deployment {change.name!r} is not live; its rollout cannot {operation}")
+            if operation == "end":
+                self.controller.end(change, live)
+            else:
+                self.controller.start(change, live)
+        finally:
+            self.store.release_lock(lock, scope=scope)
+
+    def _carried(self, change: Change) -> Traffic | None:
+        """An A/B test or shadow keeps its traffic table when the stable model is updated."""
+        live = self.observed.deployment(change.name)
+        if live is None or live.traffic is None or change.desired is None:
+            return None
+        if change.rollout is not None and change.rollout.operation == "end":
+            return None
+        arms = tuple(arm.model_copy(update={"version": change.desired.model.version}) if arm.role == "stable" else arm
+                     for arm in live.traffic.arms) or (TrafficArm(role="stable", version=change.desired.model.version,
+                                                                  weight=100.0),)
+        return live.traffic.model_copy(update={"generation": live.traffic.generation + 1, "arms": arms})
 
     def _undo(self, change: Change, error: DriverError) -> str:
         driver = self.drivers[change.target]
@@ -102,6 +154,8 @@ class Executor:
 
     def _record(self, change: Change, outcome: ChangeOutcome) -> None:
         desired = change.desired
+        if outcome.outcome != "failed":
+            self.store.clear_hold(change.name)
         self.store.record_revision(
             kind=change.kind, name=change.name, revision=change.revision, action=change.action.value,
             outcome=outcome.outcome, spec_digest=desired.spec_digest if desired else None,

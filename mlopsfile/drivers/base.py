@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
-from mlopsfile.resources import DesiredDeployment, Health, ObservedDeployment, Ownership
+from mlopsfile.resources import DesiredDeployment, Health, ObservedDeployment, OnlineServing, Ownership, Traffic
 
 
 class DeploymentDriver(Protocol):
@@ -18,11 +18,11 @@ class DeploymentDriver(Protocol):
 
     def create(self, desired: DesiredDeployment, ownership: Ownership) -> None: ...
 
-    def update(self, desired: DesiredDeployment, ownership: Ownership) -> None:
+    def update(self, desired: DesiredDeployment, ownership: Ownership, traffic: Traffic | None = None) -> None:
         """Change in place: running replicas keep serving."""
         ...
 
-    def replace(self, desired: DesiredDeployment, ownership: Ownership) -> None:
+    def replace(self, desired: DesiredDeployment, ownership: Ownership, traffic: Traffic | None = None) -> None:
         """New replicas become healthy before the old ones go."""
         ...
 
@@ -33,3 +33,26 @@ class DeploymentDriver(Protocol):
     def delete(self, name: str) -> None: ...
 
     def health(self, name: str) -> Health | None: ...
+
+
+class RolloutDriver(Protocol):
+    """What the rollout controller needs from the online driver."""
+
+    def observe_one(self, name: str) -> ObservedDeployment | None: ...
+
+    def deploy_candidate(self, name: str, serving: OnlineServing, ownership: Ownership,
+                         preview_route: str | None) -> None: ...
+
+    def set_traffic(self, name: str, serving: OnlineServing, ownership: Ownership, traffic: Traffic) -> None: ...
+
+    def delete_candidate(self, name: str) -> None: ...
+
+    def replace_serving(self, name: str, serving: OnlineServing, ownership: Ownership) -> None:
+        """Deploy ``serving`` as the stable model with no traffic table (new replicas first)."""
+        ...
+
+    def traffic_stats(self, observed: ObservedDeployment) -> dict[str, Any]: ...
+
+    def smoke(self, route: str, body: dict[str, Any] | None, count: int) -> list[tuple[int, float, str]]:
+        """Send ``count`` requests to ``route``; (status, milliseconds, error text) of each."""
+        ...

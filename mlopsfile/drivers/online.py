@@ -7,6 +7,7 @@ one named application at a time, which leaves every other application alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -21,9 +22,12 @@ from mlopsfile.errors import DriverError
 from mlopsfile.resources import (
     DesiredDeployment,
     Health,
+    ObservedArm,
     ObservedDeployment,
     OnlineServing,
     Ownership,
+    Traffic,
+    candidate_app,
     replace_digest,
 )
 
@@ -70,12 +74,18 @@ class OnlineDriver:
 
     def observe(self) -> list[ObservedDeployment]:
         details = self.serve_details()
-        base = self._http_base(details)
-        return [observe_application(name, app, base) for name, app in sorted((details.get("applications") or {}).items())]
+        return attach_candidates([observe_application(name, app, self._http_base(details))
+                                  for name, app in sorted((details.get("applications") or {}).items())])
+
+    def observe_one(self, name: str) -> ObservedDeployment | None:
+        return next((d for d in self.observe() if d.name == name), None)
 
     def health(self, name: str) -> Health | None:
         app = (self.serve_details().get("applications") or {}).get(name)
         return observe_application(name, app).health if app else None
+
+    def http_base(self) -> str:
+        return self._http_base(self.serve_details())
 
     def _http_base(self, details: dict[str, Any]) -> str:
         """Where Serve's HTTP proxy really listens (whoever started Serve chose it)."""
@@ -90,35 +100,93 @@ class OnlineDriver:
     def create(self, desired: DesiredDeployment, ownership: Ownership) -> None:
         self._deploy(desired.name, desired.serving, ownership)
 
-    def update(self, desired: DesiredDeployment, ownership: Ownership) -> None:
-        self._deploy(desired.name, desired.serving, ownership)
+    def update(self, desired: DesiredDeployment, ownership: Ownership, traffic: Traffic | None = None) -> None:
+        self._deploy(desired.name, desired.serving, ownership, traffic)
 
-    def replace(self, desired: DesiredDeployment, ownership: Ownership) -> None:
+    def replace(self, desired: DesiredDeployment, ownership: Ownership, traffic: Traffic | None = None) -> None:
         # Serve starts replicas of the new version and retires the old ones only once
         # the new ones pass their health checks: create-before-destroy.
-        self._deploy(desired.name, desired.serving, ownership)
+        self._deploy(desired.name, desired.serving, ownership, traffic)
 
     def restore(self, previous: ObservedDeployment) -> None:
         if previous.serving is None or previous.ownership is None:
             return
-        self._deploy(previous.name, previous.serving, previous.ownership)
+        self._deploy(previous.name, previous.serving, previous.ownership, previous.traffic)
 
     def delete(self, name: str) -> None:
         serve = self._serve()
         serve.delete(name, _blocking=True)
+        self.delete_candidate(name)
+        self._drop_stats(name)
 
-    def _deploy(self, name: str, serving: OnlineServing, ownership: Ownership) -> None:
+    # -- rollouts ----------------------------------------------------------------------
+
+    def deploy_candidate(self, name: str, serving: OnlineServing, ownership: Ownership,
+                         preview_route: str | None) -> None:
+        """The candidate application: scores for the ingress, and on ``preview_route`` if given."""
+        self._deploy(candidate_app(name), serving, ownership, route_prefix=preview_route)
+
+    def set_traffic(self, name: str, serving: OnlineServing, ownership: Ownership, traffic: Traffic) -> None:
+        """New weights for the ingress, applied in place; returns once Serve reports them applied."""
+        self._deploy(name, serving, ownership, traffic)
+
+    def replace_serving(self, name: str, serving: OnlineServing, ownership: Ownership) -> None:
+        self._deploy(name, serving, ownership)
+
+    def smoke(self, route: str, body: dict[str, Any] | None, count: int) -> list[tuple[int, float, str]]:
+        base = f"{self.http_base()}{route.rstrip('/')}"
+        results = []
+        with httpx.Client(timeout=30) as client:
+            for _ in range(count):
+                started = time.perf_counter()
+                try:
+                    response = (client.post(f"{base}/predict", json=body) if body is not None
+                                else client.get(f"{base}/-/smoke"))
+                    status, text = response.status_code, "" if response.status_code < 400 else response.text[:200]
+                except httpx.HTTPError as exc:
+                    status, text = 599, f"{type(exc).__name__}: {exc}"
+                results.append((status, (time.perf_counter() - started) * 1000, text))
+        return results
+
+    def delete_candidate(self, name: str) -> None:
+        serve = self._serve()
+        if candidate_app(name) in (self.serve_details().get("applications") or {}):
+            serve.delete(candidate_app(name), _blocking=True)
+
+    def traffic_stats(self, observed: ObservedDeployment) -> dict[str, Any]:
+        """Per-arm counters summed over every ingress replica, read through the deployment's route."""
+        url = f"{self.http_base()}{(observed.serving.route if observed.serving else '').rstrip('/')}/-/stats"
+        try:
+            response = httpx.get(url, timeout=10)
+        except httpx.HTTPError as exc:
+            raise DriverError(f"cannot read traffic counters at {url}: {exc}", temporary=True) from exc
+        if response.status_code != 200:
+            raise DriverError(f"traffic counters at {url} answered {response.status_code}", temporary=True)
+        return response.json()
+
+    def _drop_stats(self, name: str) -> None:
+        import ray
+
+        from runtime.stats import NAMESPACE, stats_actor_name
+
+        with contextlib.suppress(ValueError):  # never created: the deployment had no rollout
+            ray.kill(ray.get_actor(stats_actor_name(name), namespace=NAMESPACE))
+
+    def _deploy(self, name: str, serving: OnlineServing, ownership: Ownership, traffic: Traffic | None = None,
+                route_prefix: str | None = "") -> None:
         serve = self._serve()
         from ray.serve.api import RunTarget
 
         from runtime.serve_app import ModelServer
 
-        user_config = {
+        user_config: dict[str, Any] = {
             OWNER_KEY: ownership.model_dump(),
             "serving": serving.model_dump(),
             "tracking_uri": self.settings.tracking_uri,
             "registry_uri": self.settings.registry_uri or self.settings.tracking_uri,
         }
+        if traffic is not None:
+            user_config["traffic"] = traffic.model_dump()
         actor_options: dict[str, Any] = {"num_cpus": serving.num_cpus, "num_gpus": serving.num_gpus}
         if serving.memory:
             actor_options["memory"] = serving.memory
@@ -139,14 +207,15 @@ class OnlineDriver:
         else:
             options["num_replicas"] = serving.replicas
         application = ModelServer.options(**options).bind()
+        route = serving.route if route_prefix == "" else route_prefix
         try:
-            serve.run_many([RunTarget(target=application, name=name, route_prefix=serving.route)],
+            serve.run_many([RunTarget(target=application, name=name, route_prefix=route)],
                            wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
         except Exception as exc:  # Ray raises many types here; all mean "not deployed"
             raise DriverError(f"Ray Serve refused application {name!r}: {_first_line(exc)}") from exc
-        self._wait_ready(name, ownership)
+        self._wait_ready(name, ownership, traffic)
 
-    def _wait_ready(self, name: str, ownership: Ownership) -> None:
+    def _wait_ready(self, name: str, ownership: Ownership, traffic: Traffic | None = None) -> None:
         deadline = time.monotonic() + self.deploy_timeout_s
         last = "not visible yet"
         while time.monotonic() < deadline:
@@ -155,12 +224,14 @@ class OnlineDriver:
                 observed = observe_application(name, app)
                 health = observed.health
                 current = observed.ownership is not None and observed.ownership.revision == ownership.revision
+                if traffic is not None:
+                    current = current and observed.traffic is not None and observed.traffic == traffic
                 if health.status == "DEPLOY_FAILED" and current:
                     raise DriverError(f"application {name!r} failed to deploy: {health.message or 'see Ray Serve logs'}")
                 if current and health.status == "RUNNING" and health.running_replicas >= health.target_replicas:
                     return
                 last = f"{health.status}, {health.running_replicas}/{health.target_replicas} replicas; {health.message}".strip("; ")
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise DriverError(f"application {name!r} not ready after {self.deploy_timeout_s:.0f}s ({last})", temporary=True)
 
     def _serve(self) -> Any:
@@ -202,10 +273,29 @@ def observe_application(name: str, app: dict[str, Any], http_base: str = "") -> 
     try:
         ownership = Ownership.model_validate(user_config[OWNER_KEY])
         recorded = OnlineServing.model_validate(user_config["serving"])
+        traffic = Traffic.model_validate(user_config["traffic"]) if user_config.get("traffic") else None
     except (KeyError, TypeError, ValueError):
         return ObservedDeployment(name=name, health=health, details=details)
     return ObservedDeployment(name=name, ownership=ownership, serving=_live_serving(recorded, app, config),
-                              health=health, details=details)
+                              health=health, details=details, traffic=traffic)
+
+
+def attach_candidates(found: list[ObservedDeployment]) -> list[ObservedDeployment]:
+    """Candidate applications belong to their deployment, not beside it."""
+    candidates = {d.ownership.resource: d for d in found
+                  if d.ownership is not None and d.ownership.role == "candidate" and d.serving is not None}
+    attached: set[str] = set()
+    out = []
+    for deployment in found:
+        arm = candidates.get(deployment.ownership.resource) if deployment.ownership else None
+        if arm is not None and arm is not deployment and arm.name == candidate_app(deployment.name):
+            assert arm.ownership is not None and arm.serving is not None
+            deployment = deployment.model_copy(update={"candidate": ObservedArm(
+                app=arm.name, ownership=arm.ownership, serving=arm.serving, health=arm.health)})
+            attached.add(arm.name)
+        out.append(deployment)
+    # A candidate whose deployment is gone stays visible, so the plan removes it.
+    return [d for d in out if d.name not in attached]
 
 
 def _live_serving(recorded: OnlineServing, app: dict[str, Any], config: dict[str, Any]) -> OnlineServing:

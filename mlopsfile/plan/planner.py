@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from mlopsfile.errors import PlanError
-from mlopsfile.plan.types import ACTION_ORDER, Action, Change, FieldDiff, Plan, Unchanged
+from mlopsfile.plan.types import (
+    ACTION_ORDER,
+    Action,
+    Change,
+    FieldDiff,
+    Hold,
+    Notice,
+    Plan,
+    RolloutChange,
+    Unchanged,
+)
 from mlopsfile.resources import (
     REPLACING_FIELDS,
     DesiredDeployment,
@@ -13,7 +23,10 @@ from mlopsfile.resources import (
     ObservedDeployment,
     ObservedState,
     OnlineServing,
+    replace_digest,
 )
+
+MODEL_FIELDS = frozenset({"model_uri", "model_version", "model_digest"})
 
 
 def make_plan(
@@ -22,15 +35,20 @@ def make_plan(
     last_revisions: Mapping[str, int],
     created_at: str,
     mode: str = "apply",
+    holds: Mapping[str, Hold] | None = None,
 ) -> Plan:
     """Work out what must change so the live state matches the specs.
 
     ``last_revisions`` comes from the state store: the newest revision recorded per
     deployment. The next revision is one past both that and the revision the live
     application carries, so a fresh or separate state store never reuses a number.
+    ``holds`` (also from the store) name rollouts that were aborted, ended or rolled
+    back by hand for the current spec: they are reported, not proposed again.
     """
+    holds = holds or {}
     changes: list[Change] = []
     unchanged: list[Unchanged] = []
+    notices: list[Notice] = []
     conflicts: list[str] = []
     for want in desired.deployments:
         live = observed.deployment(want.name)
@@ -38,11 +56,17 @@ def make_plan(
         if live is not None and not live.managed_by(desired.project):
             conflicts.append(_conflict_message(want, live, desired.project))
             continue
-        change = _change_for(want, live, next_revision)
-        if change is None:
-            unchanged.append(Unchanged(name=want.name, reason=f"up to date (model version {want.model.version})"))
+        hold = holds.get(want.name)
+        if hold is not None and hold.spec_digest != want.spec_digest:
+            hold = None
+        outcome = _change_for(want, live, next_revision, hold)
+        if isinstance(outcome, Change):
+            changes.append(outcome)
+        elif isinstance(outcome, Notice):
+            notices.append(outcome)
+            unchanged.append(Unchanged(name=want.name, reason="held: " + outcome.message))
         else:
-            changes.append(change)
+            unchanged.append(Unchanged(name=want.name, reason=outcome or f"up to date (model version {want.model.version})"))
     if conflicts:
         raise PlanError("; ".join(conflicts))
     wanted = {d.name for d in desired.deployments}
@@ -67,6 +91,7 @@ def make_plan(
         models=desired.models,
         changes=tuple(changes),
         unchanged=tuple(sorted(unchanged, key=lambda u: u.name)),
+        notices=tuple(notices),
     )
 
 
@@ -83,38 +108,112 @@ def _conflict_message(want: DesiredDeployment, live: ObservedDeployment, project
     )
 
 
-def _change_for(want: DesiredDeployment, live: ObservedDeployment | None, revision: int) -> Change | None:
-    if live is not None and live.serving is None:
-        return Change(
-            action=Action.REPLACE, name=want.name, target=want.target, desired=want, revision=revision,
-            reason="its live configuration cannot be read; it is deployed again from the specs",
-            diffs=_diffs(None, want.serving),
-        )
+def _change_for(want: DesiredDeployment, live: ObservedDeployment | None, revision: int,
+                hold: Hold | None) -> Change | Notice | str | None:
+    """The one change this deployment needs; a Notice when it is held; a reason string or
+    None when nothing needs doing."""
+    def change(action: Action, reason: str, diffs: list[FieldDiff], rollout: RolloutChange | None = None) -> Change:
+        return Change(action=action, name=want.name, target=want.target, desired=want, revision=revision,
+                      reason=reason, diffs=tuple(diffs), rollout=rollout)
+
     if live is None:
-        return Change(
-            action=Action.CREATE, name=want.name, target=want.target, desired=want, revision=revision,
-            reason=f"it does not exist yet; model {want.model.name} version {want.model.version}",
-            diffs=_diffs(None, want.serving),
-        )
+        reason = f"it does not exist yet; model {want.model.name} version {want.model.version}"
+        return change(Action.CREATE, reason, _diffs(None, want.serving), _experiment_start(want))
+    if live.serving is None:
+        return change(Action.REPLACE, "its live configuration cannot be read; it is deployed again from the specs",
+                      _diffs(None, want.serving))
     diffs = _diffs(live.serving, want.serving)
+    model_moves = any(d.field in MODEL_FIELDS for d in diffs)
+    candidate = live.candidate
+    candidate_is_wanted = candidate is not None and _same_replicas(candidate.serving, want.serving)
+    if model_moves and hold is not None:
+        return _held(want, live, hold)
+    if model_moves and want.rollout.progressive:
+        if candidate_is_wanted:
+            return f"rollout of version {want.model.version} in progress ({want.rollout.strategy}); see `mlopsfile status`"
+        superseded = candidate.serving.model_version if candidate is not None else None
+        rollout = RolloutChange(strategy=want.rollout.strategy, from_version=live.serving.model_version,
+                                to_version=want.model.version, candidate_model=want.model.name,
+                                description=want.rollout.describe(), supersedes=superseded)
+        reason = _reason(want, live.serving, diffs, True) + f", through a {want.rollout.strategy} rollout"
+        if superseded is not None:
+            reason += f" (replaces the rollout to version {superseded} in progress)"
+        return change(Action.ROLLOUT, reason, diffs, rollout)
+    experiment = _experiment_change(want, live, candidate_is_wanted)
+    if experiment is not None and experiment.operation == "start" and hold is not None:
+        return _held(want, live, hold)
     spec_changed = live.ownership is not None and live.ownership.spec_digest != want.spec_digest
-    if not diffs:
-        if spec_changed:
-            # Only labels or descriptions moved: nothing live changes, the new digest is recorded.
-            return Change(action=Action.UPDATE, name=want.name, target=want.target, desired=want, revision=revision,
-                          reason="the spec changed without changing anything that runs; its record is updated")
+    if diffs:
+        replacing = any(d.forces_replacement for d in diffs)
+        reason = _reason(want, live.serving, diffs, spec_changed)
+        if experiment is not None:
+            reason += "; " + _experiment_reason(experiment)
+        return change(Action.REPLACE if replacing else Action.UPDATE, reason, diffs, experiment)
+    if experiment is not None:
+        return change(Action.ROLLOUT, _experiment_reason(experiment), [], experiment)
+    if spec_changed:
+        # Only labels or descriptions moved: nothing live changes, the new digest is recorded.
+        return change(Action.UPDATE, "the spec changed without changing anything that runs; its record is updated", [])
+    return None
+
+
+def _same_replicas(a: OnlineServing, b: OnlineServing) -> bool:
+    return replace_digest(a) == replace_digest(b)
+
+
+def _held(want: DesiredDeployment, live: ObservedDeployment, hold: Hold) -> Notice:
+    live_version = live.serving.model_version if live.serving else "?"
+    versions = ""
+    if live_version != want.model.version:
+        versions = f"live serves model version {live_version}, the specs want version {want.model.version}: "
+    return Notice(name=want.name, message=(
+        f"{versions}the live state differs from the specs because {hold.reason} ({hold.outcome} at {hold.at}). "
+        "Nothing is started again until the spec changes, or you run `mlopsfile apply --retry`."
+    ))
+
+
+def _experiment_start(want: DesiredDeployment) -> RolloutChange | None:
+    if want.experiment is None:
         return None
-    replacing = any(d.forces_replacement for d in diffs)
-    return Change(
-        action=Action.REPLACE if replacing else Action.UPDATE,
-        name=want.name, target=want.target, desired=want, revision=revision, diffs=diffs,
-        reason=_reason(want, live.serving, diffs, spec_changed),
-    )
+    return RolloutChange(strategy=want.rollout.strategy, to_version=want.experiment.model.version,
+                         from_version=want.model.version, candidate_model=want.experiment.model.name,
+                         description=want.rollout.describe())
+
+
+def _experiment_change(want: DesiredDeployment, live: ObservedDeployment, candidate_is_wanted: bool) -> RolloutChange | None:
+    """Start, restart or end the second arm (A/B, shadow) or a rollout the specs no longer want."""
+    candidate = live.candidate
+    if want.experiment is None:
+        if candidate is None or (want.rollout.progressive and candidate_is_wanted):
+            return None
+        return RolloutChange(strategy=want.rollout.strategy, operation="end",
+                             from_version=candidate.serving.model_version, to_version=None,
+                             description=f"stop sending requests to version {candidate.serving.model_version} "
+                                         "and remove it; the specs no longer ask for it")
+    running = (candidate is not None and _same_replicas(candidate.serving, want.experiment.serving)
+               and live.traffic is not None and _traffic_matches(want, live))
+    return None if running else _experiment_start(want)
+
+
+def _traffic_matches(want: DesiredDeployment, live: ObservedDeployment) -> bool:
+    traffic = live.traffic
+    assert traffic is not None
+    if want.rollout.strategy == "shadow":
+        return traffic.mode == "shadow" and abs(traffic.shadow_sample - want.rollout.sample) < 1e-9
+    return (traffic.mode == "ab" and traffic.sticky_header == want.rollout.sticky_header
+            and abs(traffic.weight_of("candidate") - want.rollout.weight) < 1e-9)
+
+
+def _experiment_reason(experiment: RolloutChange) -> str:
+    if experiment.operation == "end":
+        return f"ends the rollout to version {experiment.from_version}: {experiment.description}"
+    return (f"starts {experiment.description} with model {experiment.candidate_model} "
+            f"version {experiment.to_version}")
 
 
 def _reason(want: DesiredDeployment, live: OnlineServing, diffs: list[FieldDiff], spec_changed: bool) -> str:
     fields = {d.field for d in diffs}
-    if fields & {"model_version", "model_digest", "model_uri"}:
+    if fields & MODEL_FIELDS:
         source = f"alias @{want.model.alias}" if want.model.alias else want.model.uri
         if live.model_version != want.model.version:
             return f"model {want.model.name} ({source}) moves from version {live.model_version} to {want.model.version}"

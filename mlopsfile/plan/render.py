@@ -11,10 +11,11 @@ from rich.markup import escape
 
 from mlopsfile.plan.types import Action, Change, Plan
 
-SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-"}
-COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta", Action.DELETE: "red"}
+SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.ROLLOUT: "~>"}
+COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta", Action.DELETE: "red",
+         Action.ROLLOUT: "cyan"}
 VERB = {Action.CREATE: "will be created", Action.UPDATE: "will be updated in place",
-        Action.REPLACE: "must be replaced", Action.DELETE: "will be destroyed"}
+        Action.REPLACE: "must be replaced", Action.DELETE: "will be destroyed", Action.ROLLOUT: "will roll out"}
 
 
 def _value(value: Any) -> str:
@@ -25,8 +26,21 @@ def summary_line(plan: Plan) -> str:
     counts = plan.counts()
     if not plan.has_changes:
         return "No changes."
+    rollouts = f", {counts[Action.ROLLOUT]} to roll out" if counts[Action.ROLLOUT] else ""
     return (f"Plan: {counts[Action.CREATE]} to add, {counts[Action.UPDATE]} to change, "
-            f"{counts[Action.REPLACE]} to replace, {counts[Action.DELETE]} to destroy.")
+            f"{counts[Action.REPLACE]} to replace{rollouts}, {counts[Action.DELETE]} to destroy.")
+
+
+def rollout_line(change: Change) -> str | None:
+    rollout = change.rollout
+    if rollout is None:
+        return None
+    if rollout.operation == "end":
+        return f"ends: {rollout.description}"
+    versions = f"version {rollout.from_version or '-'} -> {rollout.to_version}"
+    if rollout.candidate_model and rollout.strategy in ("ab", "shadow"):
+        versions = f"candidate {rollout.candidate_model} version {rollout.to_version}"
+    return f"{rollout.strategy} rollout: {versions}; {rollout.description}"
 
 
 def diff_lines(change: Change) -> list[tuple[str, str]]:
@@ -54,10 +68,20 @@ def render_text(plan: Plan, color: bool = True, width: int = 120) -> str:
             pinned = f"version {model.version}"
             console.print(f"  {escape(model.name)}: {escape(model.uri)} -> {pinned} ({model.digest[:19]}…)")
         console.print()
+    for notice in plan.notices:
+        console.print(f"[bold yellow]! {notice.kind.lower()}/{escape(notice.name)}:[/bold yellow] {escape(notice.message)}")
+    if plan.notices:
+        console.print()
     if not plan.has_changes:
         up_to_date = len(plan.unchanged)
-        console.print("[bold green]No changes.[/bold green] The live state matches the specs"
-                      + (f" ({up_to_date} up to date)." if up_to_date else "."))
+        if plan.notices:
+            console.print("[bold]No changes.[/bold] Nothing will be applied; see the notes above.")
+        else:
+            console.print("[bold green]No changes.[/bold green] The live state matches the specs"
+                          + (f" ({up_to_date} up to date)." if up_to_date else "."))
+        for item in plan.unchanged:
+            if "in progress" in item.reason:
+                console.print(f"  [dim]deployment/{item.name}: {escape(item.reason)}[/dim]")
         return buffer.getvalue()
     console.print("mlopsfile will perform the following actions:\n")
     for change in plan.changes:
@@ -65,6 +89,8 @@ def render_text(plan: Plan, color: bool = True, width: int = 120) -> str:
         console.print(f"  [bold]# {change.address}[/bold] {VERB[change.action]}: {escape(change.reason)}")
         console.print(f"[{tint}]{SYMBOL[change.action]:>3}[/{tint}] {change.kind.lower()} "
                       f"[bold]\"{change.name}\"[/bold] ({change.target}, revision {change.revision})")
+        if rollout_line(change):
+            console.print(f"      [cyan]>[/cyan] {escape(rollout_line(change) or '')}")
         for marker, text in diff_lines(change):
             console.print(f"      [{COLOR[_action_of(marker, change)]}]{marker}[/] {escape(text)}")
         console.print()
@@ -86,12 +112,16 @@ def render_markdown(plan: Plan) -> str:
         lines += ["| Model | URI | Pinned version | Digest |", "| --- | --- | --- | --- |"]
         lines += [f"| {m.name} | `{m.uri}` | {m.version} | `{m.digest[:19]}…` |" for m in plan.models]
         lines.append("")
+    for notice in plan.notices:
+        lines += [f"> **Note** `{notice.kind.lower()}/{notice.name}`: {notice.message}", ""]
     if not plan.has_changes:
-        lines.append("**No changes.** The live state matches the specs.")
+        lines.append("**No changes.**" + (" See the notes above." if plan.notices else " The live state matches the specs."))
         return "\n".join(lines) + "\n"
     lines += [f"**{summary_line(plan)}**", "", "| | Resource | Action | Why |", "| --- | --- | --- | --- |"]
     for change in plan.changes:
         reason = change.reason.replace("|", "\\|")
+        if rollout_line(change):
+            reason += " — " + (rollout_line(change) or "").replace("|", "\\|")
         lines.append(f"| `{SYMBOL[change.action]}` | `{change.address}` | {change.action.value} | {reason} |")
     lines.append("")
     for change in plan.changes:

@@ -17,9 +17,41 @@ class Action(str, Enum):
     UPDATE = "update"
     REPLACE = "replace"
     DELETE = "delete"
+    ROLLOUT = "rollout"
 
 
-ACTION_ORDER = {Action.DELETE: 0, Action.REPLACE: 1, Action.UPDATE: 2, Action.CREATE: 3}
+ACTION_ORDER = {Action.DELETE: 0, Action.REPLACE: 1, Action.ROLLOUT: 2, Action.UPDATE: 3, Action.CREATE: 4}
+
+
+class RolloutChange(Value):
+    """What a change starts or ends besides replacing: a rollout or an experiment."""
+
+    strategy: str = Field(description="direct, canary, blue-green, ab or shadow.")
+    operation: Literal["start", "end"] = Field(default="start", description="'end' stops an experiment or rollout.")
+    from_version: str | None = Field(default=None, description="Model version serving now.")
+    to_version: str | None = Field(default=None, description="Model version the candidate serves.")
+    candidate_model: str | None = Field(default=None, description="Model document of the candidate.")
+    description: str = Field(description="The strategy in words: steps, split, preview, sample.")
+    supersedes: str | None = Field(default=None, description="Version of a rollout in progress that this one replaces.")
+
+
+class Hold(Value):
+    """A change the planner will not propose again on its own: an aborted rollout or a rollback."""
+
+    name: str
+    spec_digest: str = Field(description="The deployment spec this hold is for; a new spec lifts it.")
+    outcome: str = Field(description="aborted | rolled-back | ended | failed")
+    reason: str
+    at: str
+    live_version: str | None = None
+
+
+class Notice(Value):
+    """Something a reviewer must know that is not a change."""
+
+    name: str
+    kind: str = "Deployment"
+    message: str
 
 
 class FieldDiff(Value):
@@ -42,6 +74,7 @@ class Change(Value):
     diffs: tuple[FieldDiff, ...] = ()
     desired: DesiredDeployment | None = Field(default=None, description="What apply deploys (absent for delete).")
     revision: int = Field(description="Revision number this change records.")
+    rollout: RolloutChange | None = Field(default=None, description="The rollout or experiment this change starts or ends.")
 
     @property
     def address(self) -> str:
@@ -67,6 +100,7 @@ class Plan(Value):
     models: tuple[ResolvedModel, ...] = ()
     changes: tuple[Change, ...] = ()
     unchanged: tuple[Unchanged, ...] = ()
+    notices: tuple[Notice, ...] = ()
 
     @property
     def has_changes(self) -> bool:

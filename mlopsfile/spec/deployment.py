@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict
+from mlopsfile.spec.rollout import BlueGreenRollout, DirectRollout, Rollout
 
 ROUTE_RE = re.compile(r"^/([A-Za-z0-9._~\-]+(/[A-Za-z0-9._~\-]+)*)?$")
 MEMORY_RE = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)(?P<unit>|Ki|Mi|Gi|Ti|K|M|G|T)$")
@@ -119,21 +120,15 @@ class OnlineTarget(Strict):
 DeploymentTarget = OnlineTarget
 
 
-class Rollout(Strict):
-    """How a new model version replaces the running one."""
-
-    strategy: Literal["direct"] = Field(
-        default="direct",
-        description="'direct': new replicas start and become healthy before the old ones stop.",
-    )
-
-
 class DeploymentSpec(Strict):
     """A model served somewhere."""
 
     model: ResourceName = Field(description="Name of a Model document in the same spec set.")
     target: DeploymentTarget = Field(description="Where and how the model is served; chosen by 'type'.")
-    rollout: Rollout = Field(default_factory=Rollout, description="How a new model version rolls out.")
+    rollout: Rollout = Field(
+        default_factory=DirectRollout,
+        description="How a new model version reaches callers: direct, canary, blue-green, ab or shadow.",
+    )
 
 
 class DeploymentDocument(Strict):
@@ -146,3 +141,9 @@ class DeploymentDocument(Strict):
 
     def route(self) -> str:
         return self.spec.target.route or f"/{self.metadata.name}"
+
+    def preview_route(self) -> str | None:
+        rollout = self.spec.rollout
+        if not isinstance(rollout, BlueGreenRollout):
+            return None
+        return rollout.preview_route or f"{self.route().rstrip('/')}/preview"

@@ -15,6 +15,11 @@ def check_references(specset: SpecSet, documents: list[LocatedDocument]) -> list
         if model not in specset.models:
             known = ", ".join(sorted(specset.models)) or "none"
             errors.append(located.error(f"no Model named {model!r} in the specs (known: {known})", "spec", "model"))
+        candidate = getattr(specset.deployment(name).spec.rollout, "candidate", None)
+        if candidate is not None and candidate not in specset.models:
+            known = ", ".join(sorted(specset.models)) or "none"
+            errors.append(located.error(f"no Model named {candidate!r} in the specs (known: {known})",
+                                        "spec", "rollout", "candidate"))
     errors.extend(_route_conflicts(specset))
     return errors
 
@@ -46,13 +51,17 @@ def _route_conflicts(specset: SpecSet) -> list[SpecError]:
         deployment = specset.deployment(name)
         if deployment.spec.target.type != "online":
             continue
-        route = deployment.route()
-        if route in owner_of:
-            other = owner_of[route]
-            errors.append(located.error(
-                f"route {route!r} is already served by Deployment {other.name!r} ({other.at('spec', 'target')})",
-                "spec", "target", "route",
-            ))
-        else:
-            owner_of[route] = located
+        routes = [(deployment.route(), ("spec", "target", "route"))]
+        preview = deployment.preview_route()
+        if preview is not None:
+            routes.append((preview, ("spec", "rollout", "preview_route")))
+        for route, path in routes:
+            if route in owner_of:
+                other = owner_of[route]
+                errors.append(located.error(
+                    f"route {route!r} is already served by Deployment {other.name!r} ({other.at('spec', 'target')})",
+                    *path,
+                ))
+            else:
+                owner_of[route] = located
     return errors

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import socket
 import uuid
 from dataclasses import dataclass
@@ -16,68 +17,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import create_engine, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlopsfile.errors import LockError, MlopsfileError
-
-metadata = MetaData()
-
-revisions = Table(
-    "revisions", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("kind", String(32), nullable=False),
-    Column("name", String(63), nullable=False, index=True),
-    Column("revision", Integer, nullable=False),
-    Column("action", String(16), nullable=False),
-    Column("outcome", String(16), nullable=False),
-    Column("spec_digest", String(64)),
-    Column("model_version", String(64)),
-    Column("model_digest", String(80)),
-    Column("config", Text),
-    Column("message", Text),
-    Column("user", String(128)),
-    Column("git_commit", String(64)),
-    Column("plan_id", String(64)),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-locks = Table(
-    "locks", metadata,
-    Column("scope", String(64), primary_key=True),
-    Column("lock_id", String(64), nullable=False),
-    Column("holder", String(256), nullable=False),
-    Column("operation", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-
-audit = Table(
-    "audit", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("user", String(128)),
-    Column("host", String(256)),
-    Column("git_commit", String(64)),
-    Column("operation", String(32), nullable=False),
-    Column("resource", String(128)),
-    Column("action", String(16)),
-    Column("revision", Integer),
-    Column("outcome", String(16), nullable=False),
-    Column("message", Text),
-)
+from mlopsfile.state.rollouts import RolloutRecords
+from mlopsfile.state.tables import audit, locks, metadata, revisions
 
 
 def now() -> datetime:
@@ -119,7 +64,7 @@ class RevisionRecord:
     message: str | None
 
 
-class StateStore:
+class StateStore(RolloutRecords):
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +86,13 @@ class StateStore:
         except IntegrityError:
             held = self.current_lock(scope)
             if held is None:
+                return self.acquire_lock(operation, scope)
+            if _holder_is_dead(held.holder):
+                # Its process on this host is gone (killed, crashed): nobody can release it but us.
+                with self.engine.begin() as connection:
+                    connection.execute(delete(locks).where(locks.c.scope == scope, locks.c.lock_id == held.lock_id))
+                self.audit(operation="force-unlock", outcome="applied", resource=scope,
+                           message=f"took over lock {held.lock_id} of {held.holder}: that process is gone")
                 return self.acquire_lock(operation, scope)
             raise LockError(
                 f"the state is locked by {held.holder} ({held.operation} since "
@@ -217,6 +169,26 @@ class StateStore:
         with self.engine.connect() as connection:
             rows = connection.execute(select(audit).order_by(audit.c.id.desc()).limit(limit)).mappings().all()
         return [{**r, "at": _utc(r["at"])} for r in rows]
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """Whether a lock holder ('user@host pid N') is a process on this host that no longer runs."""
+    match = re.match(r"^.*@(?P<host>[^ ]+) pid (?P<pid>\d+)$", holder)
+    if not match or match["host"] != socket.gethostname():
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a zombie has exited but not been reaped: it holds nothing any more
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
 
 
 def _revision(row: Any) -> RevisionRecord:

@@ -1,0 +1,85 @@
+"""The state store's tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+revisions = Table(
+    "revisions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(63), nullable=False, index=True),
+    Column("revision", Integer, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("spec_digest", String(64)),
+    Column("model_version", String(64)),
+    Column("model_digest", String(80)),
+    Column("config", Text),
+    Column("message", Text),
+    Column("user", String(128)),
+    Column("git_commit", String(64)),
+    Column("plan_id", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+locks = Table(
+    "locks", metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("lock_id", String(64), nullable=False),
+    Column("holder", String(256), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("user", String(128)),
+    Column("host", String(256)),
+    Column("git_commit", String(64)),
+    Column("operation", String(32), nullable=False),
+    Column("resource", String(128)),
+    Column("action", String(16)),
+    Column("revision", Integer),
+    Column("outcome", String(16), nullable=False),
+    Column("message", Text),
+)
+
+
+rollouts = Table(
+    "rollouts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, index=True),
+    Column("revision", Integer, nullable=False),
+    Column("strategy", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("step", Integer, nullable=False, default=0),
+    Column("step_started_at", DateTime(timezone=True)),
+    Column("baseline", Text),
+    Column("from_version", String(64)),
+    Column("to_version", String(64)),
+    Column("spec_digest", String(64)),
+    Column("desired", Text, nullable=False),
+    Column("previous", Text),
+    Column("requested", String(16)),
+    Column("message", Text),
+    Column("gates", Text),
+    Column("keep_until", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+)
+
+holds = Table(
+    "holds", metadata,
+    Column("name", String(63), primary_key=True),
+    Column("spec_digest", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("live_version", String(64)),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
