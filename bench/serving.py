@@ -742,41 +742,27 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_bench(args: argparse.Namespace, prefix: str, make: Callable[..., Bench], steps: Callable[[Bench], Any],
+              report_with: Callable[[Run, Any], None]) -> int:
+    """One benchmark run: a temporary project, ``steps`` under Ctrl-C/SIGTERM-safe clean-up,
+    then ``report_with(run, what steps returned)`` if any point was measured."""
     for name in FOREIGN_ENV:
         os.environ.pop(name, None)
-    root = Path(tempfile.mkdtemp(prefix="mlopsfile-bench-", dir="/tmp"))
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     body = payload(args.rows)
     body_file = root / "request.json"
     body_file.write_bytes(body)
     children = Children()
     run = Run()
-    bench = Bench(args=args, root=root, children=children, run=run, body_file=body_file, body=body)
-    costs: list[tuple[str, float]] = []
+    bench = make(args=args, root=root, children=children, run=run, body_file=body_file, body=body)
+    extra: Any = None
     started = time.monotonic()
     status = 1
     with sigterm_as_interrupt():
         try:
             say(f"project dir {root}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
-            bench.write_project()
-            bench.train()
-            bench.measure_ceiling()
-            bench.open_project()
-            # Servers boot side by side to keep the run short; they are measured one at a
-            # time. FastAPI runs while the (idle) Ray cluster is up too, so every server
-            # shares the machine with the same background processes.
-            waits = [bench.start_fastapi()]
-            bench.deploy_mlopsfile()
-            scorings = ["plain", "runtime"] if args.variants else ["plain"]
-            waits = [bench.start_bare_serve(scoring) for scoring in scorings] + waits
-            for wait in waits:
-                wait()
-            bench.measure_rounds()
+            extra = steps(bench)
             say(f"load average {os.getloadavg()[0]:.2f}")
-            if args.handler_costs:
-                say("handler costs: timing each scoring step in this process")
-                costs = handler_costs(bench.model_uri, bench.tracking_uri, body, 0.7)
             status = 0
         except KeyboardInterrupt:
             say("interrupted; cleaning up")
@@ -786,9 +772,35 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             cleanup(bench, children, root, args.keep)
     if run.points:
-        report(run, args, costs)
+        report_with(run, extra)
     say(f"\ntotal time {time.monotonic() - started:.0f} s")
     return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def steps(bench: Bench) -> list[tuple[str, float]]:
+        bench.write_project()
+        bench.train()
+        bench.measure_ceiling()
+        bench.open_project()
+        # Servers boot side by side to keep the run short; they are measured one at a
+        # time. FastAPI runs while the (idle) Ray cluster is up too, so every server
+        # shares the machine with the same background processes.
+        waits = [bench.start_fastapi()]
+        bench.deploy_mlopsfile()
+        scorings = ["plain", "runtime"] if args.variants else ["plain"]
+        waits = [bench.start_bare_serve(scoring) for scoring in scorings] + waits
+        for wait in waits:
+            wait()
+        bench.measure_rounds()
+        if not args.handler_costs:
+            return []
+        say("handler costs: timing each scoring step in this process")
+        return handler_costs(bench.model_uri, bench.tracking_uri, bench.body, 0.7)
+
+    return run_bench(args, "mlopsfile-bench-", Bench, steps, lambda run, costs: report(run, args, costs or []))
 
 
 def cleanup(bench: Bench, children: Children, root: Path, keep: bool) -> None:

@@ -16,7 +16,6 @@ replica counts, batching and bookkeeping change in place without restarting repl
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -27,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from runtime.scoring import BadRequest, ParsedRequest, RequestParser, predict, predictions_json
+from runtime.shadow import ShadowMirror
 from runtime.stats import StatsPublisher
-from runtime.traffic import Arm, ArmStats, TrafficTable, compare_predictions
+from runtime.traffic import Arm, ArmStats, TrafficTable
 
 DEPLOYMENT_NAME = "model"
-MAX_SHADOW_IN_FLIGHT = 64
 Answer = tuple[int, bytes, dict[str, str]]
 
 
@@ -51,7 +50,7 @@ class ModelServer:
         self.stats: dict[str, ArmStats] = {}
         self.publisher: StatsPublisher | None = None
         self.handles: dict[str, Any] = {}
-        self.shadow_in_flight = 0
+        self.mirror = ShadowMirror(self._send_batch, self._arm_stats, self._publish)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         serving = config["serving"]
@@ -122,8 +121,8 @@ class ModelServer:
         self._record(arm.key, (time.perf_counter() - started) * 1000, status < 500)
         if status == 200 and arm.local:
             mirror = table.mirror()
-            if mirror is not None:
-                self._start_shadow(mirror, body, payload)
+            if mirror is not None and mirror.app is not None:
+                self.mirror.offer(mirror.key, mirror.app, body, payload)
         return Response(payload, status_code=status, media_type="application/json", headers=headers)
 
     # -- scoring (also called through a handle by the ingress of the deployment) ------
@@ -146,6 +145,38 @@ class ModelServer:
                 {"x-model-version": self.version}
         return 200, payload, {"x-model-version": self.version,
                               "x-inference-ms": f"{(time.perf_counter() - started) * 1000:.2f}"}
+
+    async def score_batch(self, bodies: list[bytes]) -> list[Answer]:
+        """Score many requests with one model call where they allow it (mirrored traffic)."""
+        import pandas as pd
+
+        answers: list[Answer | None] = [None] * len(bodies)
+        frames: list[tuple[int, Any]] = []
+        for index, body in enumerate(bodies):
+            try:
+                parsed = self.parser.parse(body)
+            except BadRequest as exc:
+                answers[index] = (exc.status, _error_body(str(exc), exc.status), {})
+                continue
+            if parsed.params is None and hasattr(parsed.data, "iloc"):
+                frames.append((index, parsed.data))
+            else:
+                answers[index] = await self.score(body)
+        if frames:
+            try:
+                combined = predict(self.model, pd.concat([frame for _, frame in frames], ignore_index=True), None)
+                start = 0
+                for index, frame in frames:
+                    answers[index] = (200, predictions_json(combined[start:start + len(frame)]),
+                                      {"x-model-version": self.version})
+                    start += len(frame)
+            except Exception:  # one bad request must not fail the others: score each alone
+                for index, _ in frames:
+                    answers[index] = await self.score(bodies[index])
+        return [answer for answer in answers if answer is not None]
+
+    async def _send_batch(self, app: str, bodies: list[bytes]) -> list[Answer]:
+        return await self._handle(app).score_batch.remote(bodies)
 
     async def _forward(self, arm: Arm, body: bytes) -> Answer:
         try:
@@ -206,30 +237,11 @@ class ModelServer:
 
     def _record(self, key: str, latency_ms: float, ok: bool) -> None:
         self._arm_stats(key).record(latency_ms, ok)
+        self._publish()
+
+    def _publish(self) -> None:
         if self.publisher is not None:
             self.publisher.changed(self.stats)
-
-    def _start_shadow(self, arm: Arm, body: bytes, stable_payload: bytes) -> None:
-        stats = self._arm_stats(arm.key)
-        if self.shadow_in_flight >= MAX_SHADOW_IN_FLIGHT:
-            stats.shadow_dropped += 1  # never let mirroring queue up behind callers
-            return
-        self.shadow_in_flight += 1
-        asyncio.get_running_loop().create_task(self._shadow(arm, body, stable_payload))
-
-    async def _shadow(self, arm: Arm, body: bytes, stable_payload: bytes) -> None:
-        stats = self._arm_stats(arm.key)
-        try:
-            status, payload, _ = await self._forward(arm, body)
-            stats.shadow_requests += 1
-            if status != 200:
-                stats.shadow_errors += 1
-            else:
-                stats.record_comparison(compare_predictions(stable_payload, payload))
-        finally:
-            self.shadow_in_flight -= 1
-            if self.publisher is not None:
-                self.publisher.changed(self.stats)
 
     async def traffic_stats(self) -> dict[str, Any]:
         """Counters of every arm summed over all ingress replicas (read by the control plane)."""

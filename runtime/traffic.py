@@ -108,7 +108,7 @@ def quantile_ms(buckets: list[int], quantile: float) -> float | None:
     total = sum(buckets)
     if total == 0:
         return None
-    rank = math.ceil(quantile * total)
+    rank = max(1, math.ceil(quantile * total))
     seen = 0
     for index, count in enumerate(buckets):
         seen += count

@@ -77,6 +77,7 @@ class RolloutController:
             self._finish(record, "starting", "failed", f"the candidate did not start: {exc}", hold=True)
             self._remove_candidate(desired.name)
             raise
+        live = self.driver.observe_one(desired.name) or live  # the candidate and any cleared traffic show now
         first_state = {"canary": "step", "blue-green": "preview"}.get(settings.strategy, "running")
         self.store.advance_rollout(record.id, "starting", state=first_state, step=0,
                                    step_started_at=self.now(), baseline=self._counters(live))
@@ -98,7 +99,9 @@ class RolloutController:
         record = self.store.active_rollout(name)
         if record is None:
             raise MlopsfileError(f"deployment {name!r} has no rollout in progress")
-        if action == "promote" and record.state in ("promoting", "keeping", "finalizing"):
+        if record.state in ("aborting", "finalizing"):
+            raise MlopsfileError(f"the rollout of {name!r} is {record.state}; it can no longer be changed")
+        if action == "promote" and record.state in ("promoting", "keeping"):
             raise MlopsfileError(f"the rollout of {name!r} to version {record.to_version} is already promoted")
         self.store.request_rollout_action(record.id, action)
         return self._reload(record)
@@ -115,7 +118,7 @@ class RolloutController:
             return self._finish(record, record.state, "failed", "the deployment disappeared during its rollout",
                                 hold=False)
         if record.state == "aborting":
-            return self._abort(record, record.message or "aborted", outcome="aborted")
+            return self._on_aborting(record, live)
         if record.requested == "abort" and record.state == "keeping":
             return self.rollback_warm(record)
         if record.requested == "abort" and record.state != "finalizing":
@@ -230,13 +233,17 @@ class RolloutController:
         return self._reload(record)
 
     def _on_aborting(self, record: RolloutRecord, live: ObservedDeployment) -> RolloutRecord:
-        return self._abort(record, record.message or "aborted")
+        # Interrupted half-way through ending: finish it the way it began (see _abort).
+        ending = record.requested or "aborted"
+        outcome = ending.rstrip("!")
+        return self._abort(record, record.message or "aborted", outcome=outcome, hold=not ending.endswith("!"),
+                           revision_outcome=outcome if outcome == "rolled-back" else None)
 
     # -- rollback ---------------------------------------------------------------------
 
     def rollback_warm(self, record: RolloutRecord) -> RolloutRecord:
         """Promoted but the previous version is still loaded: flip traffic back at once."""
-        if not self.store.advance_rollout(record.id, record.state, state="aborting",
+        if not self.store.advance_rollout(record.id, record.state, state="aborting", requested="rolled-back",
                                           message="rolled back by hand (`mlopsfile rollback`)"):
             raise MlopsfileError(f"the rollout of {record.name!r} changed while rolling back; try again")
         return self._abort(self._reload(record), "rolled back by hand (`mlopsfile rollback`)",
@@ -253,9 +260,11 @@ class RolloutController:
     def _abort(self, record: RolloutRecord, reason: str, outcome: str = "aborted", hold: bool = True,
                revision_outcome: str | None = None) -> RolloutRecord:
         """100% back to stable at once, then the candidate removed; the reason recorded."""
+        # The way it ends rides along in 'requested', so a loop resumed mid-way ends it the same way.
         if record.state != "aborting" and not self.store.advance_rollout(
-                record.id, record.state, state="aborting", message=reason, requested=None):
+                record.id, record.state, state="aborting", message=reason, requested=outcome + ("" if hold else "!")):
             return self._reload(record)
+        self.events(record.name, f"aborting: {reason}")
         live = self.driver.observe_one(record.name)
         if live is not None and live.serving is not None and live.ownership is not None and live.traffic is not None:
             stable_only = _stable_only(live)

@@ -25,6 +25,8 @@ class ArmView:
     agreement: float | None = None
     mean_abs_diff: float | None = None
     shadow_requests: int = 0
+    shadow_errors: int = 0
+    shadow_dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def rollout_view(record: RolloutRecord, live: ObservedDeployment | None, stats: 
                 errors=counters.errors, error_rate=counters.error_rate, p50_ms=counters.latency_quantile_ms(0.5),
                 p99_ms=counters.latency_quantile_ms(0.99), agreement=counters.agreement,
                 mean_abs_diff=counters.mean_abs_diff, shadow_requests=counters.shadow_requests,
+                shadow_errors=counters.shadow_errors, shadow_dropped=counters.shadow_dropped,
             ))
     return RolloutView(
         strategy=record.strategy, state=record.state, revision=record.revision, from_version=record.from_version,

@@ -125,7 +125,9 @@ def _change_for(want: DesiredDeployment, live: ObservedDeployment | None, revisi
     diffs = _diffs(live.serving, want.serving)
     model_moves = any(d.field in MODEL_FIELDS for d in diffs)
     candidate = live.candidate
-    candidate_is_wanted = candidate is not None and _same_replicas(candidate.serving, want.serving)
+    # A candidate of a progressive rollout runs under a weighted split (A/B and shadow tables say so).
+    candidate_is_wanted = (candidate is not None and _same_candidate(candidate.serving, want.serving)
+                           and (live.traffic is None or live.traffic.mode == "split"))
     if model_moves and hold is not None:
         return _held(want, live, hold)
     if model_moves and want.rollout.progressive:
@@ -161,6 +163,11 @@ def _same_replicas(a: OnlineServing, b: OnlineServing) -> bool:
     return replace_digest(a) == replace_digest(b)
 
 
+def _same_candidate(candidate: OnlineServing, wanted: OnlineServing) -> bool:
+    """A candidate serves on no route, or a blue-green preview route: compare all else."""
+    return _same_replicas(candidate.model_copy(update={"route": wanted.route}), wanted)
+
+
 def _held(want: DesiredDeployment, live: ObservedDeployment, hold: Hold) -> Notice:
     live_version = live.serving.model_version if live.serving else "?"
     versions = ""
@@ -190,7 +197,7 @@ def _experiment_change(want: DesiredDeployment, live: ObservedDeployment, candid
                              from_version=candidate.serving.model_version, to_version=None,
                              description=f"stop sending requests to version {candidate.serving.model_version} "
                                          "and remove it; the specs no longer ask for it")
-    running = (candidate is not None and _same_replicas(candidate.serving, want.experiment.serving)
+    running = (candidate is not None and _same_candidate(candidate.serving, want.experiment.serving)
                and live.traffic is not None and _traffic_matches(want, live))
     return None if running else _experiment_start(want)
 

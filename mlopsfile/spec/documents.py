@@ -81,12 +81,12 @@ def validate_document(raw: RawDocument) -> tuple[LocatedDocument | None, list[Sp
 
 
 def _to_spec_error(item: Any, data: Any, index: PositionIndex, model: type[BaseModel]) -> SpecError:
-    path = _data_path(tuple(item["loc"]), data)
     kind = item["type"]
+    path = _data_path(tuple(item["loc"]), data, keep_last=kind in ("missing", "extra_forbidden"))
     message = str(item["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         field = str(path[-1])
-        message = f"unknown field {field!r}" + _suggestion(field, _fields_at(model, path[:-1]))
+        message = f"unknown field {field!r}" + _suggestion(field, _fields_at(model, path[:-1], data))
         return SpecError(message, index.key(path), dotted_path(path))
     if kind == "missing":
         return SpecError("missing required field", index.value(path[:-1]), dotted_path(path))
@@ -95,40 +95,50 @@ def _to_spec_error(item: Any, data: Any, index: PositionIndex, model: type[BaseM
     return SpecError(message, index.value(path), dotted_path(path))
 
 
-def _data_path(loc: Path, data: Any) -> Path:
-    """The part of a pydantic error location that names real data (drops union tags)."""
+def _data_path(loc: Path, data: Any, keep_last: bool = False) -> Path:
+    """The part of a pydantic error location that names real data (drops union tags).
+
+    ``keep_last``: the last part names a field that is missing or unknown, so it is not in
+    the data but belongs in the path.
+    """
     path: list[str | int] = []
     current = data
     for number, part in enumerate(loc):
         if (isinstance(current, dict) and part in current) or (isinstance(current, list) and isinstance(part, int) and part < len(current)):
             current = current[part]
             path.append(part)
-        elif number == len(loc) - 1:
+        elif keep_last and number == len(loc) - 1:
             path.append(part)
     return tuple(path)
 
 
-def _fields_at(model: type[BaseModel], path: Path) -> list[str]:
+def _fields_at(model: type[BaseModel], path: Path, data: Any = None) -> list[str]:
     current: Any = model
     for part in path:
+        if isinstance(data, (dict, list)):
+            data = data[part] if isinstance(data, list) or part in data else None
         if isinstance(part, int):
             continue
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return []
-        current = _model_in(fields[part].annotation)
+        current = _model_in(fields[part].annotation, data)
     fields = getattr(current, "model_fields", None)
     return list(fields) if fields else []
 
 
-def _model_in(annotation: Any) -> Any:
+def _model_in(annotation: Any, data: Any = None) -> Any:
+    """The model a field holds; in a tagged union, the member the data's tag picks."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in typing.get_args(annotation):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
+    members = [m for m in (_model_in(arg) for arg in typing.get_args(annotation)) if m is not None]
+    if isinstance(data, dict):
+        for member in members:
+            tag = member.model_fields.get("strategy") or member.model_fields.get("type")
+            tag_value = data.get("strategy", data.get("type"))
+            if tag is not None and tag_value in typing.get_args(tag.annotation):
+                return member
+    return members[0] if members else None
 
 
 def _suggestion(field: str, allowed: list[str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Literal
 
@@ -15,6 +16,8 @@ HEADER_RE = re.compile(r"^[A-Za-z0-9-]+$")
 
 def duration_seconds(value: float | int | str) -> float:
     """'90s', '5m', '1h30m' or a number of seconds."""
+    if isinstance(value, bool) or (isinstance(value, (int, float)) and not math.isfinite(value)):
+        raise ValueError(f"invalid duration {value!r}: use seconds or a span like '30s', '5m', '1h30m'")
     if isinstance(value, (int, float)):
         return float(value)
     text = value.strip()

@@ -42,10 +42,14 @@ class SpecSet:
         """Digest of what a deployment's behaviour depends on in the specs: itself and its model."""
         deployment = self.deployment(name)
         model = self.model(deployment.spec.model)
-        return canonical_digest({
+        parts = {
             "deployment": deployment.model_dump(mode="json", exclude={"metadata": {"annotations"}}),
             "model": model.model_dump(mode="json", exclude={"metadata": {"annotations"}}),
-        })
+        }
+        candidate = getattr(deployment.spec.rollout, "candidate", None)
+        if candidate is not None and candidate in self.models:
+            parts["candidate"] = self.model(candidate).model_dump(mode="json", exclude={"metadata": {"annotations"}})
+        return canonical_digest(parts)
 
     def digest(self) -> str:
         """Digest of the whole desired state as written in the specs."""

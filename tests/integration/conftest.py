@@ -82,6 +82,24 @@ class Registry:
     def register(self, name: str, alias: str | None = "champion", regularisation: float = 1.0) -> str:
         return self.train.train_and_register(self.tracking_uri, self.artifacts, name, alias, regularisation)
 
+    def register_broken(self, name: str, alias: str | None = "champion") -> str:
+        """A version with the iris signature whose predict always raises."""
+        import mlflow
+        from mlflow import MlflowClient
+        from mlflow.models import infer_signature
+
+        features, labels = self.train.iris_frame()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_experiment(self.train.EXPERIMENT)
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(Path(__file__).parent / "models" / "broken_model.py"),
+                signature=infer_signature(features, labels), registered_model_name=name)
+        version = str(info.registered_model_version)
+        if alias:
+            MlflowClient(self.tracking_uri).set_registered_model_alias(name, alias, version)
+        return version
+
     def set_alias(self, name: str, alias: str, version: str) -> None:
         from mlflow import MlflowClient
 
@@ -151,8 +169,12 @@ SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_w
 VIRGINICA = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
 
 
-def online_spec(name: str, model: str, uri: str, route: str, replicas: int = 1, batching: bool = False) -> str:
+def online_spec(name: str, model: str, uri: str, route: str, replicas: int = 1, batching: bool = False,
+                rollout: str = "", extra_models: str = "") -> str:
+    """A Model and an online Deployment; ``rollout`` is the YAML of spec.rollout (one line or a block)."""
     batching_block = "\n    batching: {max_batch_size: 8, batch_wait_timeout_s: 0.01}" if batching else ""
+    if rollout:
+        batching_block += "\n  rollout:\n" + textwrap.indent(textwrap.dedent(rollout).strip(), "    ")
     return f"""\
 apiVersion: mlopsfile/v1
 kind: Model
@@ -169,4 +191,4 @@ spec:
     route: {route}
     replicas: {replicas}
     resources: {{num_cpus: 0.1}}{batching_block}
-"""
+""" + extra_models

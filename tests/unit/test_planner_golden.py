@@ -5,10 +5,12 @@ Each directory under golden/ is one case:
 - desired.yaml    a DesiredState
 - observed.yaml   an ObservedState
 - revisions.yaml  deployment name → last recorded revision
+- holds.yaml      (optional) a list of Holds from the state store
 - expected.yaml   either ``plan_error: <substring of the PlanError message>`` or
                   ``changes`` (action, name, revision, ``reason`` (exact) or
-                  ``reason_contains``, diffs), ``unchanged`` (name, reason) and
-                  ``observed`` (names of live resources the plan fingerprints)
+                  ``reason_contains``, diffs, and ``rollout`` when the change starts or
+                  ends a rollout), ``unchanged`` (name, reason), ``notices`` (when any)
+                  and ``observed`` (names of live resources the plan fingerprints)
 
 ``UPDATE_GOLDEN=1 pytest tests/unit/test_planner_golden.py`` rewrites every expected.yaml
 from the planner's current output; review the diff before keeping it.
@@ -25,7 +27,7 @@ import yaml
 
 from mlopsfile.errors import PlanError
 from mlopsfile.plan.planner import make_plan
-from mlopsfile.plan.types import Action, Plan
+from mlopsfile.plan.types import Action, Change, Hold, Plan
 from mlopsfile.resources import DesiredState, ObservedState
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -37,28 +39,37 @@ def _load(case: Path, name: str) -> Any:
     return yaml.safe_load((case / name).read_text(encoding="utf-8"))
 
 
-def _inputs(case: Path) -> tuple[DesiredState, ObservedState, dict[str, int]]:
+def _inputs(case: Path) -> tuple[DesiredState, ObservedState, dict[str, int], dict[str, Hold]]:
     desired = DesiredState.model_validate(_load(case, "desired.yaml"))
     observed = ObservedState.model_validate(_load(case, "observed.yaml") or {})
     revisions = _load(case, "revisions.yaml") or {}
-    return desired, observed, revisions
+    held = (_load(case, "holds.yaml") or []) if (case / "holds.yaml").exists() else []
+    holds = {hold.name: hold for hold in (Hold.model_validate(item) for item in held)}
+    return desired, observed, revisions, holds
+
+
+def _change_from(change: Change) -> dict[str, Any]:
+    item = {
+        "action": change.action.value,
+        "name": change.name,
+        "revision": change.revision,
+        "reason": change.reason,
+        "diffs": [diff.model_dump() for diff in change.diffs],
+    }
+    if change.rollout is not None:
+        item["rollout"] = change.rollout.model_dump()
+    return item
 
 
 def _expected_from(plan: Plan) -> dict[str, Any]:
-    return {
-        "changes": [
-            {
-                "action": change.action.value,
-                "name": change.name,
-                "revision": change.revision,
-                "reason": change.reason,
-                "diffs": [diff.model_dump() for diff in change.diffs],
-            }
-            for change in plan.changes
-        ],
+    expected: dict[str, Any] = {
+        "changes": [_change_from(change) for change in plan.changes],
         "unchanged": [{"name": item.name, "reason": item.reason} for item in plan.unchanged],
-        "observed": sorted(plan.observed),
     }
+    if plan.notices:
+        expected["notices"] = [notice.model_dump() for notice in plan.notices]
+    expected["observed"] = sorted(plan.observed)
+    return expected
 
 
 def _write_expected(case: Path, expected: dict[str, Any]) -> None:
@@ -68,23 +79,24 @@ def _write_expected(case: Path, expected: dict[str, Any]) -> None:
 
 def test_golden_cases_exist() -> None:
     # Guards against the parametrized test silently collecting nothing (a moved directory).
-    assert len(CASES) >= 14
+    assert len(CASES) >= 30
+    assert any((GOLDEN / name / "holds.yaml").exists() for name in CASES)
 
 
 @pytest.mark.parametrize("case_name", CASES)
 def test_golden_plan(case_name: str) -> None:
     case = GOLDEN / case_name
-    desired, observed, revisions = _inputs(case)
+    desired, observed, revisions, holds = _inputs(case)
     expected_path = case / "expected.yaml"
     expected = _load(case, "expected.yaml") if expected_path.exists() else {}
 
     if "plan_error" in expected:
         with pytest.raises(PlanError) as caught:
-            make_plan(desired, observed, revisions, "2024-05-01T12:00:00Z")
+            make_plan(desired, observed, revisions, "2024-05-01T12:00:00Z", holds=holds)
         assert expected["plan_error"] in str(caught.value)
         return
 
-    plan = make_plan(desired, observed, revisions, "2024-05-01T12:00:00Z")
+    plan = make_plan(desired, observed, revisions, "2024-05-01T12:00:00Z", holds=holds)
     if UPDATE:
         _write_expected(case, _expected_from(plan))
         return
@@ -98,12 +110,14 @@ def test_golden_plan(case_name: str) -> None:
         else:
             assert want["reason_contains"] in change.reason, change.name
         assert [d.model_dump() for d in change.diffs] == want["diffs"], change.name
+        assert (change.rollout.model_dump() if change.rollout else None) == want.get("rollout"), change.name
         # Apply deploys exactly what was planned, so every non-delete change carries the desired deployment.
         if change.action == Action.DELETE:
             assert change.desired is None
         else:
             assert change.desired == desired.deployment(change.name)
     assert [{"name": u.name, "reason": u.reason} for u in plan.unchanged] == expected["unchanged"]
+    assert [n.model_dump() for n in plan.notices] == expected.get("notices", [])
     assert sorted(plan.observed) == expected["observed"]
     assert plan.spec_digests == {d.name: d.spec_digest for d in desired.deployments}
     assert plan.specs_digest == desired.specs_digest

@@ -1,0 +1,312 @@
+"""What progressive delivery costs callers: the router's extra hop and throughput mid-canary.
+
+Two versions of the quickstart iris model are registered (the same pipeline trained
+twice, so both cost the same to score); three mlopsfile Deployments are applied at
+version 1, the alias moves to version 2 and a second apply starts two canaries through
+the real control plane (Executor -> RolloutController -> OnlineDriver):
+
+  steady        strategy direct: replaced by version 2, scored inside the ingress (no rollout)
+  canary 100%   canary held at one step {weight: 100}: every request goes through the
+                ingress to the candidate application "canary-100.candidate" by handle
+  canary 20%    canary held at one step {weight: 20}: 80% scored in the ingress, 20%
+                forwarded to "canary-20.candidate"
+  bare-serve    one plain @serve.deployment (bench/plain_servers.py) with version 2 on the
+                same cluster and proxy: same replica count, num_cpus and max_ongoing_requests
+
+No reconcile loop runs, so both rollouts hold at their step for the whole run. Printed,
+each against a baseline of the same run:
+
+  (a) the router's extra hop: p50 at concurrency 1 of canary 100% minus (and over) steady;
+      goal <= 3 ms
+  (b) req/s at concurrency 32 of canary 20% over bare-serve; goal >= 0.8x; and steady over
+      bare-serve for reference
+
+Points are taken in interleaved rounds (rotating order) and every difference or ratio is
+formed within a round, as in bench/serving.py, whose helpers this script reuses. Everything
+runs in a temporary project with its own local Ray head, MLflow and state store; it is
+all stopped (by pid) and removed on exit, Ctrl-C and SIGTERM included.
+
+    .venv/bin/python bench/rollout.py            # full run (about 6-7 minutes)
+    .venv/bin/python bench/rollout.py --quick    # short run (about 4-5 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/serving.py, when run as a plain script
+
+from serving import (
+    DEPLOYMENT,
+    MAX_ONGOING_REQUESTS,
+    MODEL,
+    Bench,
+    Point,
+    Run,
+    Target,
+    check_answer,
+    measure_point,
+    median,
+    paired_ratios,
+    ratio_text,
+    run_bench,
+    say,
+    session_processes,
+)
+
+from mlopsfile.resources import candidate_app
+
+ROLLOUT = """\
+  rollout:
+    strategy: canary
+    steps:
+      - weight: {weight}
+"""
+# Deployment name -> the server name printed; canaries hold at their only step's weight.
+STEADY, CANARY_100, CANARY_20, BARE = "steady", "canary 100%", "canary 20%", "bare-serve"
+DEPLOYMENTS = {"steady": (STEADY, None), "canary-100": (CANARY_100, 100), "canary-20": (CANARY_20, 20)}
+HOP_GOAL_MS = 3.0
+THROUGHPUT_GOAL = 0.8
+
+
+class RolloutBench(Bench):
+    """bench/serving.py's Bench with three Deployments, two of them rolling out."""
+
+    def write_project(self) -> None:
+        super().write_project()  # mlopsfile.yaml with a free port, own MLflow and state store
+        text = MODEL
+        for name, (_, weight) in DEPLOYMENTS.items():
+            text += DEPLOYMENT.format(name=name, max_ongoing=self.args.max_ongoing)
+            text += ROLLOUT.format(weight=weight) if weight else ""
+        (self.root / "specs" / "bench.yaml").write_text(text)
+
+    def pin_model(self) -> str:
+        """The version models:/iris@champion resolves to now; what bare-serve loads."""
+        assert self.project is not None
+        model = next(m for m in self.project.desired().models if m.name == "iris")
+        self.model_uri = model.pinned_uri
+        return model.version
+
+    def apply(self, what: str) -> None:
+        assert self.project is not None
+        started = time.monotonic()
+        result = self.project.plan()
+        self.applied = True  # from here on a failure still destroys what apply made
+        report = self.project.apply(result.plan)
+        if report.failed:
+            raise RuntimeError(f"apply failed: {report.failed[0].message}")
+        actions = ", ".join(f"{o.change.action.value} {o.change.name} ({o.outcome})" for o in report.outcomes)
+        say(f"  {what}: {actions or 'nothing'} in {time.monotonic() - started:.1f} s")
+
+    def start_rollouts(self, version: str) -> None:
+        """Check both canaries hold at their step with the weights of the spec, then add the targets."""
+        assert self.project is not None
+        again = self.project.plan().plan
+        if again.has_changes:
+            detail = "; ".join(f"{c.action.value} {c.name}: {c.reason}" for c in again.changes)
+            self.run.notes.append(f"a plan right after the rollout apply still shows changes: {detail}")
+        driver = self.project.drivers["online"]
+        base = f"http://127.0.0.1:{self.http_port}"
+        self.expected = check_answer(f"{base}/steady/predict", self.body, None)
+        for name, (server, weight) in DEPLOYMENTS.items():
+            url = f"{base}/{name}/predict"
+            check_answer(url, self.body, self.expected)
+            if weight is None:
+                self.targets.append(Target(server, url, self.ray_watch(name)))
+                continue
+            record = self.project.store.active_rollout(name)
+            live = driver.observe_one(name)  # type: ignore[attr-defined]
+            traffic = live.traffic if live is not None else None
+            if record is None or record.state != "step" or traffic is None \
+                    or traffic.weight_of("candidate") != weight or live.candidate is None:
+                raise RuntimeError(f"{name}: expected a canary holding at {weight}%, found rollout "
+                                   f"{record.state if record else None}, traffic {traffic}")
+            arms = " / ".join(f"{a.role} v{a.version} {a.weight:g}%" for a in traffic.arms)
+            say(f"  {name}: rollout {record.state} (step {record.step + 1}), traffic {arms}")
+            if weight == 100:  # every answer must come from the candidate, i.e. through the hop
+                with httpx.Client(timeout=30) as client:
+                    seen = {client.post(url, content=self.body, headers={"content-type": "application/json"})
+                            .headers.get("x-model-version") for _ in range(5)}
+                if seen != {version}:
+                    raise RuntimeError(f"{name} answered with model versions {seen}, expected only {version}")
+            self.targets.append(Target(server, url, self.rollout_watch(name)))
+
+    def rollout_watch(self, app: str) -> Callable[[], dict[str, list[int]]]:
+        """Processes of one rolling-out deployment: its ingress and its candidate apart."""
+        def watch() -> dict[str, list[int]]:
+            session = self.head_session()
+            if not session:
+                return {}
+            groups = session_processes(session, app)
+            candidate = session_processes(session, candidate_app(app))["replica"]
+            groups["ray-other"] = [pid for pid in groups["ray-other"] if pid not in candidate]
+            return {"ingress": groups.pop("replica"), "candidate": candidate, **groups}
+        return watch
+
+    def measure_rounds(self) -> None:
+        """c=1: steady and canary 100% back to back; c=top: steady, canary 20%, bare-serve.
+
+        Each group rotates its order every round, and points of one group follow each other,
+        so the two sides of every difference or ratio see nearly the same background load.
+        """
+        top = self.args.concurrency[-1]
+        by_name = {t.server: t for t in self.targets}
+        groups = [(1, self.args.duration, [STEADY, CANARY_100]),
+                  (top, self.args.duration_top, [STEADY, CANARY_20, BARE])]
+        for number in range(1, self.args.rounds + 1):
+            say(f"round {number}/{self.args.rounds}")
+            for concurrency, duration, names in groups:
+                shift = (number - 1) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    self.run.points.append(measure_point(by_name[name], concurrency, number, duration,
+                                                         self.args.warmup, self.args, self.body_file))
+
+    def split_seen(self) -> list[str]:
+        """The share each canary's candidate really answered, from the ingress' own counters."""
+        assert self.project is not None
+        driver = self.project.drivers["online"]
+        lines = []
+        for name, (_, weight) in DEPLOYMENTS.items():
+            live = driver.observe_one(name)  # type: ignore[attr-defined]
+            if weight is None or live is None:
+                continue
+            arms = driver.traffic_stats(live).get("arms", {})  # type: ignore[attr-defined]
+            counts = {key: int(counters.get("requests", 0)) for key, counters in arms.items()}
+            total = sum(counts.values())
+            candidate = sum(n for key, n in counts.items() if key.startswith("candidate/"))
+            errors = sum(int(counters.get("errors", 0)) for counters in arms.values())
+            share = f"{candidate / total * 100:.1f}%" if total else "n/a"
+            lines.append(f"  {name}: the candidate answered {share} of {total} requests (spec: {weight:g}%), "
+                         f"{errors} 5xx; counters {counts}")
+        return lines
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def paired_p50(run: Run, server: str, baseline: str, concurrency: int) -> tuple[list[float], list[float]]:
+    """Per round: p50 difference in ms and p50 ratio, server against baseline."""
+    mine = {p.round: p.p50_ms for p in run.of(server, concurrency)}
+    base = {p.round: p.p50_ms for p in run.of(baseline, concurrency)}
+    rounds = [r for r in sorted(mine) if r in base and base[r] > 0]
+    return [mine[r] - base[r] for r in rounds], [mine[r] / base[r] for r in rounds]
+
+
+def spread(values: list[float], unit: str) -> str:
+    text = f"{median(values):+.2f} {unit}"
+    return text + (f" [{min(values):+.2f} to {max(values):+.2f}]" if len(values) > 1 else "")
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "MISSED"
+
+
+def report(run: Run, args: argparse.Namespace, split: list[str]) -> None:
+    top = args.concurrency[-1]
+    say("")
+    say(f"== rollout overhead: closed loop, keep-alive, {args.rows} row(s) per request, {args.duration:g} s per "
+        f"point at c=1 and {args.duration_top:g} s at c={top} after {args.warmup:g} s warm-up, median of "
+        f"{args.rounds} round(s); every Serve replica 1 x num_cpus 0.1, max_ongoing_requests {args.max_ongoing} ==")
+    say(f"{'server':<14}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>9}"
+        f"{'handler ms':>12}{'others':>8}")
+    keys = list(dict.fromkeys((p.server, p.concurrency) for p in run.points if p.round > 0))
+    for server, concurrency in keys:
+        points: list[Point] = run.of(server, concurrency)
+        handler = [p.server_ms for p in points if p.server_ms is not None]
+        others = [p.others_busy for p in points if p.others_busy is not None]
+        say(f"{server:<14}{concurrency:>5}{median([p.rps for p in points]):>9.1f}"
+            f"{median([p.p50_ms for p in points]):>9.2f}{median([p.p99_ms for p in points]):>9.2f}"
+            f"{sum(p.errors for p in points):>8}{sum(p.requests for p in points):>9}"
+            f"{(f'{median(handler):.2f}' if handler else '-'):>12}"
+            f"{(f'{median(others) * 100:.0f}%' if others else '-'):>8}")
+    say("  handler ms: x-inference-ms of the replica that scored (for forwarded requests, the candidate's);")
+    say("  others: CPU used by processes outside this benchmark during the point.")
+    say("CPU ms per request by process (median over rounds; client = the load generator):")
+    for server, concurrency in keys:
+        points = run.of(server, concurrency)
+        names = list(dict.fromkeys(k for p in points for k in p.cpu_ms_per_req))
+        parts = [f"{k} {median([p.cpu_ms_per_req.get(k, 0.0) for p in points]):.2f}" for k in names]
+        say(f"  {server:<14} c={concurrency:<3} " + "  ".join(parts))
+    say("")
+    say("== (a) the router's extra hop: p50 at c=1, canary 100% (ingress -> handle -> candidate) vs steady "
+        "(scored in the ingress); per round, then median [min to max] ==")
+    differences, ratios = paired_p50(run, CANARY_100, STEADY, 1)
+    if differences:
+        say(f"  p50 canary 100% - steady: {spread(differences, 'ms')}   ratio {ratio_text(ratios)}")
+        say(f"  goal: extra hop <= {HOP_GOAL_MS:g} ms: {median(differences):+.2f} ms -> "
+            f"{verdict(median(differences) <= HOP_GOAL_MS)}")
+    say(f"== (b) throughput at c={top} (req/s ratios per round, then median [min-max]) ==")
+    for server, baseline, note in ((CANARY_20, BARE, ""), (STEADY, BARE, "  (reference: no rollout)"),
+                                   (CANARY_20, STEADY, "  (what the canary costs over steady)")):
+        values = paired_ratios(run, server, baseline, top)
+        if values:
+            say(f"  {server + ' / ' + baseline:<26} {ratio_text(values):<20}{note}")
+    goal = paired_ratios(run, CANARY_20, BARE, top)
+    if goal:
+        say(f"  goal: canary 20% >= {THROUGHPUT_GOAL:.2f}x bare Ray Serve at c={top}: {median(goal):.2f}x -> "
+            f"{verdict(median(goal) >= THROUGHPUT_GOAL)}")
+    if split:
+        say("traffic split counted by the ingress (all requests of the run, warm-up included):")
+        for line in split:
+            say(line)
+    for note in run.notes:
+        say(f"NOTE: {note}")
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one short round")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5, --quick 1)")
+    parser.add_argument("--duration", type=float, help="seconds measured per c=1 point (default 4, --quick 2)")
+    parser.add_argument("--duration-top", type=float, help="seconds measured per c=32 point (default 6, --quick 3)")
+    parser.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up per point (default 0.5)")
+    parser.add_argument("--concurrency", type=int, default=32, help="the throughput concurrency (default 32)")
+    parser.add_argument("--max-requests", type=int, default=100_000, help="cap on requests per point")
+    parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--max-ongoing", type=int, default=MAX_ONGOING_REQUESTS,
+                        help="max_ongoing_requests of every Serve replica (default: the spec default, 32)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary project directory (logs)")
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 5)
+    args.duration = args.duration or (2.0 if args.quick else 4.0)
+    args.duration_top = args.duration_top or (3.0 if args.quick else 6.0)
+    args.concurrency = [1, args.concurrency]  # the shape bench/serving.py's Bench reads
+    args.batching = False
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def steps(bench: RolloutBench) -> list[str]:
+        bench.write_project()
+        bench.train()  # version 1, @champion
+        bench.measure_ceiling()
+        bench.open_project()
+        say("mlopsfile: plan + apply of steady, canary-100 and canary-20 at version 1 (starts the Ray head)")
+        bench.apply("applied")
+        bench.train()  # version 2, @champion moves to it
+        version = bench.pin_model()
+        wait_bare = bench.start_bare_serve("plain")  # boots while the rollouts start
+        say(f"mlopsfile: plan + apply after @champion moved to version {version}")
+        bench.apply("applied")
+        bench.start_rollouts(version)
+        wait_bare()
+        bench.measure_rounds()
+        return bench.split_seen()
+
+    return run_bench(args, "mlopsfile-bench-rollout-", RolloutBench, steps,
+                     lambda run, split: report(run, args, split or []))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
