@@ -67,7 +67,7 @@ class PacedLoad:
     Bounded in time (``max_seconds``) and stopped by leaving the ``with`` block.
     """
 
-    def __init__(self, url: str, payload: dict, rate: float = 60.0, threads: int = 8, max_seconds: float = 600.0,
+    def __init__(self, url: str, payload: dict, rate: float = 60.0, threads: int = 16, max_seconds: float = 600.0,
                  headers: Callable[[int], dict[str, str]] | None = None) -> None:
         self.url = url
         self.payload = payload
