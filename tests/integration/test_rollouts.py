@@ -16,6 +16,7 @@ import pytest
 
 from mlopsfile.state.rollouts import RolloutRecord
 from tests.integration.conftest import SETOSA, ProjectDir, Registry, online_spec
+from tests.integration.test_online_lifecycle import _replica_actor_ids
 from tests.integration.traffic import PacedLoad
 
 pytestmark = pytest.mark.integration
@@ -88,6 +89,7 @@ def test_canary_rollback_config_update_and_blue_green_fail_no_request(project_di
         assert record.state == "keeping", record
         switched_at = time.monotonic()
         time.sleep(2)
+        ingress_before = _replica_actor_ids(project_dir, name)
         started = time.monotonic()
         instant = project_dir.cli("rollback", name, check=True)
         instant_s = time.monotonic() - started
@@ -102,10 +104,12 @@ def test_canary_rollback_config_update_and_blue_green_fail_no_request(project_di
     assert {a.version for a in answers if rolled_back_at + 0.5 < a.at < rolled_back_at + 2} == {v1}
     assert v3 in {a.version for a in answers if switched_at < a.at < switched_at + 2}
     assert {a.version for a in answers if warm_rolled_at + 0.5 < a.at} == {v1}
-    # "Instant": a weight flip, not new replicas. The last answer from version 3 came this long
-    # after the command started (a new CLI process and its Ray client included).
+    # "Instant": a weight flip in the running ingress replicas, which were neither restarted
+    # nor joined by new ones; version 1 was still loaded in them.
+    assert _replica_actor_ids(project_dir, name) == ingress_before
     flipped_s = max(a.at for a in answers if a.version == v3) - started
-    assert flipped_s < 10, (flipped_s, instant_s)
+    print(f"warm rollback: last answer from version {v3} {flipped_s:.1f} s after `mlopsfile rollback` started "
+          f"(the command took {instant_s:.1f} s, its process start and Ray client included)")
 
     history = {r.revision: r for r in project_dir.project().store.history(name)}
     outcomes = Counter(r.outcome for r in history.values())
