@@ -33,7 +33,7 @@ class ReconcileLoop:
         self.sleep = sleep
         self.locks: dict[str, Lock] = {}
 
-    def run(self, names: Iterable[str] | None = None, until_idle: bool = True,
+    def run(self, names: Iterable[str] | None = None,
             until: Callable[[RolloutRecord], bool] | None = None,
             should_stop: Callable[[], bool] = lambda: False) -> dict[str, RolloutRecord]:
         """Tick until no wanted rollout is active (or ``until`` says a rollout is far enough)."""
@@ -43,7 +43,7 @@ class ReconcileLoop:
             while not should_stop():
                 active = [r for r in self.store.active_rollouts() if wanted is None or r.name in wanted]
                 active = [r for r in active if until is None or not until(r)]
-                if not active and until_idle:
+                if not active:
                     break
                 for record in active:
                     self._hold(record.name)
@@ -57,7 +57,7 @@ class ReconcileLoop:
                     fresh = self.store.rollout(last[name].id)
                     if fresh is not None:
                         last[name] = fresh
-                if any(r.active and (until is None or not until(r)) for r in last.values()) or not until_idle:
+                if any(r.active and (until is None or not until(r)) for r in last.values()):
                     self.sleep(self.tick_s)
         finally:
             self.release()

@@ -75,7 +75,7 @@ class RolloutController:
             self.driver.deploy_candidate(desired.name, candidate, ownership, settings.preview_route)
         except DriverError as exc:
             self._finish(record, "starting", "failed", f"the candidate did not start: {exc}", hold=True)
-            self._remove_candidate(desired.name)
+            self.driver.delete_candidate(desired.name)
             raise
         live = self.driver.observe_one(desired.name) or live  # the candidate and any cleared traffic show now
         first_state = {"canary": "step", "blue-green": "preview"}.get(settings.strategy, "running")
@@ -220,7 +220,7 @@ class RolloutController:
         # keep forwarding to the candidate until they are gone, so no request finds no model.
         if live.serving is None or live.serving.model_digest != candidate.model_digest or live.traffic is not None:
             self.driver.replace_serving(record.name, candidate, ownership)
-        self._remove_candidate(record.name)
+        self.driver.delete_candidate(record.name)
         outcome = "completed"
         if self.store.advance_rollout(record.id, "finalizing", state=outcome):
             self.events(record.name, f"completed: version {record.to_version} is stable; "
@@ -266,13 +266,12 @@ class RolloutController:
             return self._reload(record)
         self.events(record.name, f"aborting: {reason}")
         live = self.driver.observe_one(record.name)
-        if live is not None and live.serving is not None and live.ownership is not None and live.traffic is not None:
-            stable_only = _stable_only(live)
-            if live.traffic.arms != stable_only.arms or live.traffic.mode != stable_only.mode:
-                self.driver.set_traffic(record.name, live.serving, live.ownership, stable_only)
+        if live is not None:
+            self._back_to_stable(live)
+        else:
+            self.driver.delete_candidate(record.name)
         self.events(record.name, f"{outcome}: {reason}; all traffic on version "
                                  f"{live.serving.model_version if live and live.serving else record.from_version}")
-        self._remove_candidate(record.name)
         return self._finish(record, "aborting", outcome, reason, hold=hold, revision_outcome=revision_outcome)
 
     def _finish(self, record: RolloutRecord, expected: str, outcome: str, reason: str, hold: bool,
@@ -291,16 +290,18 @@ class RolloutController:
 
     def _clear_candidate(self, live: ObservedDeployment, outcome: str, reason: str) -> None:
         active = self.store.active_rollout(live.name)
-        if live.traffic is not None and live.serving is not None and live.ownership is not None \
-                and live.traffic.weight_of("candidate") > 0:
-            self.driver.set_traffic(live.name, live.serving, live.ownership, _stable_only(live))
-        if live.candidate is not None:
-            self._remove_candidate(live.name)
+        self._back_to_stable(live)
         if active is not None:
             self._finish(active, active.state, outcome, reason, hold=False)
 
-    def _remove_candidate(self, name: str) -> None:
-        self.driver.delete_candidate(name)
+    def _back_to_stable(self, live: ObservedDeployment) -> None:
+        """Every request on the stable version (in place), then the candidate removed."""
+        if live.traffic is not None and live.serving is not None and live.ownership is not None:
+            stable_only = _stable_only(live)
+            if (live.traffic.mode, live.traffic.arms) != (stable_only.mode, stable_only.arms):
+                self.driver.set_traffic(live.name, live.serving, live.ownership, stable_only)
+        if live.candidate is not None:
+            self.driver.delete_candidate(live.name)
 
     def _apply_weights(self, record: RolloutRecord, live: ObservedDeployment) -> None:
         """Make the live traffic table what this state of the rollout wants (idempotent)."""

@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 API_VERSION = "mlopsfile/v1"
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ROUTE_RE = re.compile(r"^/([A-Za-z0-9._~\-]+(/[A-Za-z0-9._~\-]+)*)?$")
+
+
+def check_route(value: str | None) -> str | None:
+    """An HTTP route prefix: starts with '/', no trailing '/', spaces or '?'."""
+    if value is not None and not ROUTE_RE.match(value):
+        raise ValueError(f"invalid route {value!r}: it starts with '/' and has no trailing '/', spaces or '?'")
+    return value
 DNS_LABEL_RE = re.compile(DNS_LABEL)
 
 ResourceName = Annotated[

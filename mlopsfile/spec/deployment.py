@@ -7,10 +7,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict
+from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict, check_route
 from mlopsfile.spec.rollout import BlueGreenRollout, DirectRollout, Rollout
 
-ROUTE_RE = re.compile(r"^/([A-Za-z0-9._~\-]+(/[A-Za-z0-9._~\-]+)*)?$")
 MEMORY_RE = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)(?P<unit>|Ki|Mi|Gi|Ti|K|M|G|T)$")
 MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -97,12 +96,7 @@ class OnlineTarget(Strict):
         ),
     )
 
-    @field_validator("route")
-    @classmethod
-    def _valid_route(cls, value: str | None) -> str | None:
-        if value is not None and not ROUTE_RE.match(value):
-            raise ValueError(f"invalid route {value!r}: it starts with '/' and has no trailing '/', spaces or '?'")
-        return value
+    _valid_route = field_validator("route")(check_route)
 
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> OnlineTarget:

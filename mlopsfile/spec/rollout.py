@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from mlopsfile.spec.common import ResourceName, Strict
+from mlopsfile.spec.common import ResourceName, Strict, check_route
 
 DURATION_RE = re.compile(r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
 HEADER_RE = re.compile(r"^[A-Za-z0-9-]+$")
@@ -121,14 +121,7 @@ class BlueGreenRollout(Strict):
 
     _durations = field_validator("pause", "keep_previous")(_check_duration)
 
-    @field_validator("preview_route")
-    @classmethod
-    def _valid_route(cls, value: str | None) -> str | None:
-        from mlopsfile.spec.deployment import ROUTE_RE
-
-        if value is not None and not ROUTE_RE.match(value):
-            raise ValueError(f"invalid route {value!r}: it starts with '/' and has no trailing '/', spaces or '?'")
-        return value
+    _valid_route = field_validator("preview_route")(check_route)
 
 
 class ABRollout(Strict):
