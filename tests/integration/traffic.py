@@ -60,6 +60,11 @@ class Answer:
     latency_ms: float
     text: str = ""
 
+    @property
+    def sent(self) -> float:
+        """time.monotonic() when the request went out."""
+        return self.at - self.latency_ms / 1000
+
 
 class PacedLoad:
     """Requests at a steady rate from several threads, each answer kept with its time.
