@@ -1,11 +1,17 @@
-"""The baselines of bench/serving.py: the same model served without mlopsfile.
+"""The baselines of bench/serving.py and bench/rollout.py: the same model served without mlopsfile.
 
-Two servers, each run as its own process by bench/serving.py:
+Two servers, each run by the benchmark as its own process:
 
 ``fastapi``  plain FastAPI on uvicorn (one worker), bound to 127.0.0.1.
 ``serve``    one bare ``@serve.deployment`` on the Ray cluster mlopsfile started, behind
              the same Serve HTTP proxy; it stays deployed until this process reads a
              line (or end of file) on stdin, then deletes its application and exits.
+             With ``--hop`` the application is a plain two-deployment composition
+             instead: an ingress that passes the request body through a
+             ``DeploymentHandle`` to the same model deployment (``.score.remote(body)``)
+             and returns its answer, the shape of mlopsfile's forward to a candidate
+             (runtime/serve_app.py) with none of its code. Both deployments get the
+             same replica count, ``num_cpus`` and ``max_ongoing_requests``.
 
 Both score with one of two handlers, chosen by ``--scoring``:
 
@@ -33,6 +39,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEADER = "x-inference-ms"
+Answer = tuple[int, bytes, dict[str, str]]  # status, body, headers: what crosses the handle
 
 
 class Scorer:
@@ -111,30 +118,46 @@ def run_serve(args: argparse.Namespace) -> None:
 
     import ray
     from ray import serve
+    from ray.serve.handle import DeploymentHandle
     from starlette.requests import Request
     from starlette.responses import Response
+
+    def respond(answer: Answer) -> Response:
+        status, body, headers = answer
+        return Response(body, status_code=status, media_type="application/json", headers=headers)
 
     @serve.deployment(name="model")
     class BareModel:
         def __init__(self, model_uri: str, tracking_uri: str, scoring: str) -> None:
             self.scorer = Scorer(model_uri, tracking_uri, scoring)
 
-        async def __call__(self, request: Request) -> Response:
-            payload = await request.body()
+        async def score(self, payload: bytes) -> Answer:
             started = time.perf_counter()
             status, body = self.scorer.score(payload)
-            return Response(body, status_code=status, media_type="application/json",
-                            headers={HEADER: f"{(time.perf_counter() - started) * 1000:.2f}"})
+            return status, body, {HEADER: f"{(time.perf_counter() - started) * 1000:.2f}"}
+
+        async def __call__(self, request: Request) -> Response:
+            return respond(await self.score(await request.body()))
+
+    @serve.deployment(name="ingress")
+    class BareIngress:
+        """Scores nothing itself: every request body goes to the model by handle."""
+
+        def __init__(self, model: DeploymentHandle) -> None:
+            self.model = model
+
+        async def __call__(self, request: Request) -> Response:
+            return respond(await self.model.score.remote(await request.body()))
 
     # runtime/ must be importable in the replica for --scoring runtime; the repository
     # root on PYTHONPATH does that without relying on how mlopsfile was installed.
     ray.init(address=args.address, namespace="mlopsfile-bench", logging_level=logging.ERROR,
              log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
-    application = BareModel.options(
-        num_replicas=args.replicas,
-        ray_actor_options={"num_cpus": args.num_cpus},
-        max_ongoing_requests=args.max_ongoing_requests,
-    ).bind(args.model_uri, args.tracking_uri, args.scoring)
+    options: dict[str, Any] = {"num_replicas": args.replicas, "ray_actor_options": {"num_cpus": args.num_cpus},
+                               "max_ongoing_requests": args.max_ongoing_requests}
+    application = BareModel.options(**options).bind(args.model_uri, args.tracking_uri, args.scoring)
+    if args.hop:
+        application = BareIngress.options(**options).bind(application)
     serve.run(application, name=args.name, route_prefix=args.route, blocking=False)
     print("READY", flush=True)
     try:
@@ -154,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--address", help="serve: Ray GCS address")
     parser.add_argument("--name", default="bench-bare", help="serve: application name")
     parser.add_argument("--route", default="/bare", help="serve: route prefix")
+    parser.add_argument("--hop", action="store_true",
+                        help="serve: an ingress deployment forwarding to the model by handle")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--num-cpus", type=float, default=0.1)
     parser.add_argument("--max-ongoing-requests", type=int, default=5)

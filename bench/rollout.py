@@ -12,12 +12,16 @@ the real control plane (Executor -> RolloutController -> OnlineDriver):
                 forwarded to "canary-20.candidate"
   bare-serve    one plain @serve.deployment (bench/plain_servers.py) with version 2 on the
                 same cluster and proxy: same replica count, num_cpus and max_ongoing_requests
+  bare-serve hop  the same plain deployment behind a plain ingress deployment that
+                  forwards the body by DeploymentHandle (.score.remote(body)) and returns
+                  its answer: the shape of canary 100%'s path with none of our code
 
 No reconcile loop runs, so both rollouts hold at their step for the whole run. Printed,
 each against a baseline of the same run:
 
   (a) the router's extra hop: p50 at concurrency 1 of canary 100% minus (and over) steady;
-      goal <= 3 ms
+      goal <= 3 ms. For context, Ray Serve's own handle hop (bare-serve hop minus
+      bare-serve) and what our hop adds beyond it, both per round at concurrency 1
   (b) req/s at concurrency 32 of canary 20% over bare-serve; goal >= 0.8x; and steady over
       bare-serve for reference
 
@@ -26,7 +30,7 @@ formed within a round, as in bench/serving.py, whose helpers this script reuses.
 runs in a temporary project with its own local Ray head, MLflow and state store; it is
 all stopped (by pid) and removed on exit, Ctrl-C and SIGTERM included.
 
-    .venv/bin/python bench/rollout.py            # full run (about 6-7 minutes)
+    .venv/bin/python bench/rollout.py            # full run (about 7 minutes)
     .venv/bin/python bench/rollout.py --quick    # short run (about 4-5 minutes)
 """
 
@@ -70,6 +74,7 @@ ROLLOUT = """\
 """
 # Deployment name -> the server name printed; canaries hold at their only step's weight.
 STEADY, CANARY_100, CANARY_20, BARE = "steady", "canary 100%", "canary 20%", "bare-serve"
+BARE_HOP = BARE + " hop"  # the server name Bench.start_bare_serve(..., hop=True) gives
 DEPLOYMENTS = {"steady": (STEADY, None), "canary-100": (CANARY_100, 100), "canary-20": (CANARY_20, 20)}
 HOP_GOAL_MS = 3.0
 THROUGHPUT_GOAL = 0.8
@@ -150,14 +155,14 @@ class RolloutBench(Bench):
         return watch
 
     def measure_rounds(self) -> None:
-        """c=1: steady and canary 100% back to back; c=top: steady, canary 20%, bare-serve.
+        """c=1: steady, canary 100%, bare-serve, bare-serve hop; c=top: steady, canary 20%, bare-serve.
 
         Each group rotates its order every round, and points of one group follow each other,
         so the two sides of every difference or ratio see nearly the same background load.
         """
         top = self.args.concurrency[-1]
         by_name = {t.server: t for t in self.targets}
-        groups = [(1, self.args.duration, [STEADY, CANARY_100]),
+        groups = [(1, self.args.duration, [STEADY, CANARY_100, BARE, BARE_HOP]),
                   (top, self.args.duration_top, [STEADY, CANARY_20, BARE])]
         for number in range(1, self.args.rounds + 1):
             say(f"round {number}/{self.args.rounds}")
@@ -190,17 +195,21 @@ class RolloutBench(Bench):
 # -- report ------------------------------------------------------------------------------
 
 
-def paired_p50(run: Run, server: str, baseline: str, concurrency: int) -> tuple[list[float], list[float]]:
-    """Per round: p50 difference in ms and p50 ratio, server against baseline."""
+def paired_p50(run: Run, server: str, baseline: str, concurrency: int) -> dict[int, tuple[float, float]]:
+    """Round -> (p50 difference in ms, p50 ratio), server against baseline."""
     mine = {p.round: p.p50_ms for p in run.of(server, concurrency)}
     base = {p.round: p.p50_ms for p in run.of(baseline, concurrency)}
-    rounds = [r for r in sorted(mine) if r in base and base[r] > 0]
-    return [mine[r] - base[r] for r in rounds], [mine[r] / base[r] for r in rounds]
+    return {r: (mine[r] - base[r], mine[r] / base[r]) for r in sorted(mine) if r in base and base[r] > 0}
 
 
 def spread(values: list[float], unit: str) -> str:
     text = f"{median(values):+.2f} {unit}"
     return text + (f" [{min(values):+.2f} to {max(values):+.2f}]" if len(values) > 1 else "")
+
+
+def difference_text(pairs: dict[int, tuple[float, float]]) -> str:
+    """What paired_p50 found, as median [min to max] in ms and as a ratio."""
+    return f"{spread([d for d, _ in pairs.values()], 'ms')}   ratio {ratio_text([r for _, r in pairs.values()])}"
 
 
 def verdict(ok: bool) -> str:
@@ -235,12 +244,20 @@ def report(run: Run, args: argparse.Namespace, split: list[str]) -> None:
         say(f"  {server:<14} c={concurrency:<3} " + "  ".join(parts))
     say("")
     say("== (a) the router's extra hop: p50 at c=1, canary 100% (ingress -> handle -> candidate) vs steady "
-        "(scored in the ingress); per round, then median [min to max] ==")
-    differences, ratios = paired_p50(run, CANARY_100, STEADY, 1)
-    if differences:
-        say(f"  p50 canary 100% - steady: {spread(differences, 'ms')}   ratio {ratio_text(ratios)}")
+        "(scored in the ingress), and bare-serve hop (plain ingress -> handle -> plain model) vs bare-serve; "
+        "per round, then median [min to max] ==")
+    ours, bare = paired_p50(run, CANARY_100, STEADY, 1), paired_p50(run, BARE_HOP, BARE, 1)
+    if ours:
+        differences = [d for d, _ in ours.values()]
+        say(f"  p50 canary 100% - steady: {difference_text(ours)}")
         say(f"  goal: extra hop <= {HOP_GOAL_MS:g} ms: {median(differences):+.2f} ms -> "
             f"{verdict(median(differences) <= HOP_GOAL_MS)}")
+    if bare:
+        say(f"  context, Ray Serve's own handle hop: p50 bare-serve hop - bare-serve: {difference_text(bare)}")
+    beyond = [ours[r][0] - bare[r][0] for r in ours if r in bare]
+    if beyond:
+        say(f"  context, our hop beyond Ray Serve's: (canary 100% - steady) - (bare-serve hop - bare-serve): "
+            f"{spread(beyond, 'ms')}")
     say(f"== (b) throughput at c={top} (req/s ratios per round, then median [min-max]) ==")
     for server, baseline, note in ((CANARY_20, BARE, ""), (STEADY, BARE, "  (reference: no rollout)"),
                                    (CANARY_20, STEADY, "  (what the canary costs over steady)")):
@@ -296,11 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         bench.apply("applied")
         bench.train()  # version 2, @champion moves to it
         version = bench.pin_model()
-        wait_bare = bench.start_bare_serve("plain")  # boots while the rollouts start
+        waits = [bench.start_bare_serve("plain", hop) for hop in (False, True)]  # boot while the rollouts start
         say(f"mlopsfile: plan + apply after @champion moved to version {version}")
         bench.apply("applied")
         bench.start_rollouts(version)
-        wait_bare()
+        for wait in waits:
+            wait()
         bench.measure_rounds()
         return bench.split_seen()
 

@@ -402,24 +402,28 @@ class Bench:
 
     # -- bare Ray Serve ----------------------------------------------------------------
 
-    def start_bare_serve(self, scoring: str) -> Callable[[], None]:
-        """Start the serve.run child; the returned function waits until it is deployed."""
+    def start_bare_serve(self, scoring: str, hop: bool = False) -> Callable[[], None]:
+        """Start the serve.run child; the returned function waits until it is deployed.
+
+        ``hop``: an ingress deployment forwarding to the model by handle (bench/rollout.py).
+        """
         from mlopsfile.drivers.ray_cluster import LocalHead
 
         assert self.project is not None
         endpoint = LocalHead(self.project.settings.state_dir).endpoint()
         if endpoint is None:
             raise RuntimeError("the project's Ray head is not running")
-        name = "bench-bare" if scoring == "plain" else "bench-bare-rt"
-        server = "bare-serve" if scoring == "plain" else "bare-serve+rt"
-        say(f"{server}: serve.run of one plain deployment on the same cluster and proxy")
+        name = ("bench-bare" if scoring == "plain" else "bench-bare-rt") + ("-hop" if hop else "")
+        server = ("bare-serve" if scoring == "plain" else "bare-serve+rt") + (" hop" if hop else "")
+        shape = "an ingress forwarding by handle to a plain deployment" if hop else "one plain deployment"
+        say(f"{server}: serve.run of {shape} on the same cluster and proxy")
         started = time.monotonic()
         log = self.root / f"{name}.log"
         process = self.children.start(
             [PYTHON, str(BENCH_DIR / "plain_servers.py"), "serve", "--address", endpoint.address,
              "--name", name, "--route", "/" + name, "--model-uri", self.model_uri, "--tracking-uri", self.tracking_uri,
              "--scoring", scoring, "--replicas", "1", "--num-cpus", "0.1",
-             "--max-ongoing-requests", str(self.args.max_ongoing)],
+             "--max-ongoing-requests", str(self.args.max_ongoing)] + (["--hop"] if hop else []),
             env=clean_env(endpoint.client_env()), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=log.open("ab"), text=True,
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,18 +16,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mlopsfile.apply.executor import ApplyReport, Executor, Progress
+from mlopsfile.apply.executor import ApplyReport, BatchRuns, Executor, Progress
 from mlopsfile.apply.staleness import check_fresh
 from mlopsfile.config import Settings, load_settings
+from mlopsfile.controller.batch_view import BatchView
 from mlopsfile.controller.loop import ReconcileLoop, held_by_other
 from mlopsfile.controller.rollouts import Events, RolloutController
 from mlopsfile.controller.status import RolloutView, rollout_view
 from mlopsfile.desired import ModelResolver, build_desired
 from mlopsfile.drivers.base import DeploymentDriver
-from mlopsfile.errors import DriverError
+from mlopsfile.errors import DriverError, LockError, PlanError
 from mlopsfile.gitinfo import git_commit
 from mlopsfile.plan.planner import make_plan
-from mlopsfile.plan.types import Hold, Plan
+from mlopsfile.plan.types import Action, Hold, Plan
 from mlopsfile.resources import DesiredState, Health, ObservedDeployment, ObservedState
 from mlopsfile.spec.loader import load_specs
 from mlopsfile.spec.specset import SpecSet, canonical_digest
@@ -46,6 +47,7 @@ class Project:
     resolver_override: ModelResolver | None = None
     drivers_override: Mapping[str, DeploymentDriver] | None = None
     runtime_digest_override: str | None = None
+    batch_override: BatchRuns | None = None
 
     @classmethod
     def open(cls, start: Path | None = None, specs: Path | None = None) -> Project:
@@ -71,6 +73,14 @@ class Project:
 
         return {"online": OnlineDriver(self.settings)}
 
+    @cached_property
+    def batch(self) -> BatchRuns:
+        if self.batch_override is not None:
+            return self.batch_override
+        from mlopsfile.drivers.batch import BatchDriver
+
+        return BatchDriver(self.settings)
+
     @property
     def runtime_digest(self) -> str:
         if self.runtime_digest_override is not None:
@@ -86,19 +96,24 @@ class Project:
 
     def desired(self, specset: SpecSet | None = None) -> DesiredState:
         specset = specset or self.validate()
-        return build_desired(specset, self.resolver, self.settings.project, self.runtime_digest)
+        return build_desired(specset, self.resolver, self.settings.project, self.runtime_digest,
+                             inputs=self.batch, root=self.settings.root)
 
-    def observe(self) -> ObservedState:
+    def observe(self, batch_outputs: Mapping[str, str] | None = None) -> ObservedState:
+        """Everything live; ``batch_outputs`` says where each batch deployment of the specs publishes."""
         found = []
         for driver in self.drivers.values():
             found.extend(driver.observe())
-        return ObservedState(deployments=tuple(found))
+        return ObservedState(deployments=tuple(found), batches=tuple(self.batch.observe(dict(batch_outputs or {}))))
 
-    def plan(self, destroy: bool = False, retry: bool = False) -> PlanResult:
+    def plan(self, destroy: bool = False, retry: bool = False, forced_runs: Collection[str] = ()) -> PlanResult:
         desired = self.empty_desired() if destroy else self.desired()
-        observed = self.observe()
+        unknown = sorted(set(forced_runs) - {b.name for b in desired.batches})
+        if unknown:
+            raise PlanError(f"no batch Deployment named {', '.join(map(repr, unknown))} in the specs")
+        observed = self.observe({b.name: b.job.output for b in desired.batches})
         plan = make_plan(desired, observed, self.store.last_revisions(), _now(), mode="destroy" if destroy else "apply",
-                         holds={} if retry else self.holds())
+                         holds={} if retry else self.holds(), retry=retry, forced_runs=forced_runs)
         return PlanResult(plan, observed)
 
     def holds(self) -> dict[str, Hold]:
@@ -128,7 +143,7 @@ class Project:
         if not lock_held:
             with self.locked("destroy" if plan.mode == "destroy" else "apply"):
                 return self.apply(plan, progress, lock_held=True, events=events)
-        observed = self.observe()
+        observed = self.observe(plan.batch_outputs)
         if plan.mode == "destroy":
             specs_digest, spec_digests = plan.specs_digest, dict(plan.spec_digests)
         else:
@@ -137,7 +152,7 @@ class Project:
             spec_digests = {name: specset.deployment_digest(name) for name in specset.deployments}
         check_fresh(plan, specs_digest, spec_digests, observed, self.settings.project)
         executor = Executor(self.drivers, self.store, observed, git_commit(self.settings.specs), plan_id(plan), progress,
-                            controller=self.controller(events))
+                            controller=self.controller(events), batch=self.batch, events=events)
         return executor.run(plan)
 
     def drive(self, names: list[str] | None = None, events: Events | None = None, tick_s: float | None = None,
@@ -163,15 +178,26 @@ class Project:
 
         return rollback(self, name, to_revision, events)
 
+    def batch_outputs(self, specset: SpecSet) -> dict[str, str]:
+        """Where each batch deployment of the specs publishes (absolute paths)."""
+        from mlopsfile.desired import output_path
+
+        return {name: output_path(specset.deployment(name), self.settings.root) for name in specset.deployments
+                if specset.deployment(name).spec.target.type == "batch"}
+
     def status(self) -> list[StatusRow]:
         specset = self.validate()
-        observed = self.observe()
+        outputs = self.batch_outputs(specset)
+        observed = self.observe(outputs)
         latest = self.store.latest_applied()
         holds = self.store.holds()
         rows = []
         names = sorted(set(specset.deployments) | {d.name for d in observed.deployments
                                                    if d.managed_by(self.settings.project)})
+        rows.extend(self._batch_rows(specset, observed, latest))
         for name in names:
+            if name in outputs:
+                continue
             live = observed.deployment(name)
             record = latest.get(name)
             in_specs = name in specset.deployments
@@ -192,7 +218,63 @@ class Project:
                 held=holds[name].reason if name in holds and in_specs
                 and holds[name].spec_digest == specset.deployment_digest(name) else None,
             ))
+        return sorted(rows, key=lambda r: r.name)
+
+    def _batch_rows(self, specset: SpecSet, observed: ObservedState, latest: Mapping[str, Any]) -> list[StatusRow]:
+        from mlopsfile.controller.batch_view import batch_view
+
+        rows = []
+        now = datetime.now(timezone.utc)
+        outputs = self.batch_outputs(specset)
+        for live in observed.batches:
+            if live.name not in outputs and live.project != self.settings.project:
+                continue
+            outputs.setdefault(live.name, live.output)
+        for name, output in sorted(outputs.items()):
+            live = observed.batch(name)
+            target = specset.deployment(name).spec.target if name in specset.deployments else None
+            schedule = getattr(target, "schedule", None)
+            last = live.last_job if live else None
+            failure = self.batch.failure(last) if last is not None and last.status == "FAILED" else None
+            view = batch_view(live, output, schedule, getattr(target, "timezone", "UTC"), now, failure)
+            record = latest.get(name)
+            rows.append(StatusRow(
+                name=name, target="batch", in_specs=name in specset.deployments,
+                revision=last.revision if last else (record.revision if record else None),
+                model_version=view.published_version, health=None, route=None, url=None,
+                synced=None, applied_by=record.user if record else None,
+                applied_at=record.created_at.isoformat(timespec="seconds") if record else None, batch=view,
+            ))
         return rows
+
+    def run_one(self, name: str) -> Plan:
+        """A plan that runs one batch deployment now, whatever its state (`mlopsfile run`)."""
+        plan = self.plan(forced_runs=[name]).plan
+        return plan.model_copy(update={"changes": tuple(c for c in plan.changes if c.name == name and c.batch)})
+
+    def logs(self, name: str) -> tuple[str, str]:
+        """(job id, logs) of the newest run of a batch deployment."""
+        specset = self.validate()
+        live = next((b for b in self.observe(self.batch_outputs(specset)).batches if b.name == name), None)
+        if live is None or live.last_job is None:
+            raise PlanError(f"batch deployment {name!r} has no runs on the Ray cluster")
+        return live.last_job.job_id, self.batch.logs(live.last_job.job_id)
+
+    def run_due(self, events: Events | None = None) -> ApplyReport | None:
+        """Run the batch deployments whose output is not current or whose schedule is due.
+
+        What the reconcile loop does on each schedule check; None when another apply holds
+        the state lock (the next check tries again).
+        """
+        try:
+            with self.locked("schedule"):
+                plan = self.plan().plan
+                runs = tuple(c for c in plan.changes if c.action == Action.RUN)
+                if not runs:
+                    return ApplyReport()
+                return self.apply(plan.model_copy(update={"changes": runs}), lock_held=True, events=events)
+        except LockError:
+            return None
 
     def _rollout_view(self, name: str, live: ObservedDeployment | None) -> RolloutView | None:
         record = self.store.active_rollout(name) or self.store.last_rollout(name)
@@ -234,7 +316,8 @@ class StatusRow:
     applied_by: str | None = None
     applied_at: str | None = None
     rollout: RolloutView | None = None
-    held: str | None = None  # why the live state is kept apart from the specs (abort, rollback)
+    held: str | None = None
+    batch: BatchView | None = None  # why the live state is kept apart from the specs (abort, rollback)
 
 
 def _wait_for_request(store: StateStore, record: RolloutRecord, timeout_s: float = 120.0) -> RolloutRecord:

@@ -184,6 +184,11 @@ def status(
         for column in ("DEPLOYMENT", "TARGET", "REVISION", "MODEL", "HEALTH", "REPLICAS", "IN SYNC", "URL"):
             table.add_column(column)
         for row in rows:
+            if row.batch is not None:
+                table.add_row(row.name + ("" if row.in_specs else " (not in specs)"), row.target,
+                              str(row.revision or "-"), row.model_version or "-", row.batch.last_state or "NEVER RUN",
+                              "-", "-", row.batch.output)
+                continue
             health = row.health
             table.add_row(
                 row.name + ("" if row.in_specs else " (not in specs)"), row.target,
@@ -196,6 +201,9 @@ def status(
         from mlopsfile.cli_rollouts import print_rollouts
 
         print_rollouts(out, rows)
+        from mlopsfile.cli_batch import print_batches
+
+        print_batches(out, rows)
 
     guarded(body)
 
@@ -339,8 +347,9 @@ def _run_apply(project: Project, the_plan: Plan) -> int:
         _fail(f"apply failed: {report.failed[0].change.address}: {report.failed[0].message}")
     done = {action: sum(1 for o in report.outcomes if o.change.action == action) for action in Action}
     rollouts = f"{done[Action.ROLLOUT]} rolling out, " if done[Action.ROLLOUT] else ""
+    runs = f"{done[Action.RUN]} run, " if done[Action.RUN] else ""
     out.print(f"\nApply complete! Resources: {done[Action.CREATE]} added, {done[Action.UPDATE]} changed, "
-              f"{done[Action.REPLACE]} replaced, {rollouts}{done[Action.DELETE]} destroyed.")
+              f"{done[Action.REPLACE]} replaced, {rollouts}{runs}{done[Action.DELETE]} destroyed.")
     if any(o.outcome == "in-progress" for o in report.outcomes):
         out.print("Rollouts continue with `mlopsfile apply --wait` (or `mlopsfile watch`); "
                   "`mlopsfile status` shows where they stand.")
@@ -349,7 +358,7 @@ def _run_apply(project: Project, the_plan: Plan) -> int:
 
 def _ing(action: Action) -> str:
     return {Action.CREATE: "creating", Action.UPDATE: "updating in place", Action.REPLACE: "replacing",
-            Action.DELETE: "destroying", Action.ROLLOUT: "starting the rollout"}[action]
+            Action.DELETE: "destroying", Action.ROLLOUT: "starting the rollout", Action.RUN: "running"}[action]
 
 
 def _row_json(row: StatusRow) -> dict[str, Any]:
@@ -358,6 +367,7 @@ def _row_json(row: StatusRow) -> dict[str, Any]:
     data = dict(row.__dict__)
     data["health"] = row.health.model_dump() if row.health else None
     data["rollout"] = asdict(row.rollout) if row.rollout else None
+    data["batch"] = asdict(row.batch) if row.batch else None
     return data
 
 
@@ -365,4 +375,4 @@ def main() -> None:
     app()
 
 
-from mlopsfile import cli_rollouts  # noqa: E402,F401  (registers promote, abort, rollback)
+from mlopsfile import cli_batch, cli_rollouts  # noqa: E402,F401  (register run, logs, watch, promote, ...)

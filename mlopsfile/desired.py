@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from mlopsfile.errors import ResolveError, SpecError, SpecErrors
 from mlopsfile.resources import (
+    BatchScoring,
+    DesiredBatch,
     DesiredDeployment,
     DesiredState,
     Experiment,
+    InputSnapshot,
     OnlineServing,
     ResolvedModel,
     RolloutSettings,
 )
-from mlopsfile.spec.deployment import DeploymentDocument, memory_bytes
+from mlopsfile.spec.batch import BatchTarget
+from mlopsfile.spec.common import memory_bytes
+from mlopsfile.spec.deployment import DeploymentDocument
 from mlopsfile.spec.rollout import (
     ABRollout,
     BlueGreenRollout,
@@ -30,8 +36,20 @@ class ModelResolver(Protocol):
     def resolve(self, name: str, uri: str) -> ResolvedModel: ...
 
 
-def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runtime_digest: str) -> DesiredState:
-    """Resolve every Model once; a model that cannot be resolved is a spec error at its uri."""
+class InputLister(Protocol):
+    """Lists a batch job's input files (the batch driver implements it)."""
+
+    def snapshot(self, inputs: tuple[str, ...], file_format: str) -> InputSnapshot:
+        """Raise ResolveError when nothing matches or a file cannot be read."""
+        ...
+
+
+def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runtime_digest: str,
+                  inputs: InputLister | None = None, root: Path | None = None) -> DesiredState:
+    """Resolve every Model once; a model that cannot be resolved is a spec error at its uri.
+
+    Batch deployments list their input files through ``inputs``; relative paths start at ``root``.
+    """
     resolved: dict[str, ResolvedModel] = {}
     errors: list[SpecError] = []
     for name in sorted(specset.models):
@@ -42,9 +60,16 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
     if errors:
         raise SpecErrors(errors)
     deployments = []
+    batches = []
     for name in sorted(specset.deployments):
         document = specset.deployment(name)
         model = resolved[document.spec.model]
+        if isinstance(document.spec.target, BatchTarget):
+            try:
+                batches.append(desired_batch(specset, name, model, runtime_digest, inputs, root or Path.cwd()))
+            except ResolveError as exc:
+                errors.append(specset.deployments[name].error(str(exc), "spec", "target", "input"))
+            continue
         candidate_name = getattr(document.spec.rollout, "candidate", None)
         experiment = None
         if candidate_name is not None:
@@ -60,12 +85,50 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
             rollout=rollout_settings(document),
             experiment=experiment,
         ))
+    if errors:
+        raise SpecErrors(errors)
     return DesiredState(
         project=project,
         specs_digest=specset.digest(),
         deployments=tuple(deployments),
+        batches=tuple(batches),
         models=tuple(resolved[n] for n in sorted(resolved)),
     )
+
+
+def desired_batch(specset: SpecSet, name: str, model: ResolvedModel, runtime_digest: str,
+                  inputs: InputLister | None, root: Path) -> DesiredBatch:
+    document = specset.deployment(name)
+    target = document.spec.target
+    assert isinstance(target, BatchTarget)
+    if inputs is None:
+        raise ResolveError("batch deployments need the batch driver to list their input")
+    job = BatchScoring(
+        model_uri=model.pinned_uri, model_version=model.version, model_digest=model.digest,
+        runtime_digest=runtime_digest, inputs=tuple(_absolute(p, root) for p in target.input),
+        format=target.format, output=output_path(document, root), columns=tuple(target.columns),
+        prediction_column=target.prediction_column, batch_size=target.batch_size,
+        concurrency=target.concurrency, num_cpus=target.resources.num_cpus,
+        memory=memory_bytes(target.resources.memory) if target.resources.memory is not None else None,
+        schedule=target.schedule, timezone=target.timezone,
+    )
+    return DesiredBatch(name=name, spec_digest=specset.deployment_digest(name), source=specset.deployments[name].at(),
+                        model=model, job=job, input=inputs.snapshot(job.inputs, job.format),
+                        labels=document.metadata.labels)
+
+
+def output_path(document: DeploymentDocument, root: Path) -> str:
+    """The absolute output directory of a batch deployment."""
+    target = document.spec.target
+    assert isinstance(target, BatchTarget)
+    return _absolute(target.output.removeprefix("file://"), root)
+
+
+def _absolute(path: str, root: Path) -> str:
+    """Relative local paths start at the project root; URIs (s3://, gs://, file://) stay as written."""
+    if "://" in path:
+        return path
+    return str((root / path).resolve()) if not Path(path).is_absolute() else path
 
 
 def online_serving(document: DeploymentDocument, model: ResolvedModel, runtime_digest: str) -> OnlineServing:

@@ -131,10 +131,141 @@ class DesiredDeployment(Value):
     experiment: Experiment | None = None
 
 
+class BatchScoring(Value):
+    """Everything that decides how a batch deployment's job runs and what it writes."""
+
+    model_uri: str
+    model_version: str
+    model_digest: str
+    runtime_digest: str
+    inputs: tuple[str, ...] = Field(description="Input paths, globs or URIs as written, relative ones made absolute.")
+    format: Literal["auto", "parquet", "csv"] = "auto"
+    output: str = Field(description="Absolute output directory.")
+    columns: tuple[str, ...] = ()
+    prediction_column: str = "prediction"
+    batch_size: int = 4096
+    concurrency: int = 1
+    num_cpus: float = 1.0
+    memory: int | None = None
+    schedule: str | None = None
+    timezone: str = "UTC"
+
+
+# A change of any of these changes what a run writes, so the output is made again; the rest
+# (batch size, replicas, resources, schedule) only changes how the next run goes.
+OUTPUT_FIELDS = ("model_uri", "model_digest", "inputs", "format", "output", "columns", "prediction_column")
+
+
+def output_digest(job: BatchScoring) -> str:
+    """Digest of the settings that decide a run's output (model and input data aside)."""
+    return canonical_digest(job.model_dump(include=set(OUTPUT_FIELDS)))[:16]
+
+
+class InputFile(Value):
+    path: str
+    size: int
+    mtime_ns: int
+
+
+class InputSnapshot(Value):
+    """The input files as listed when the plan was made: what a run reads."""
+
+    digest: str = Field(description="sha256 over every file's path, size and modification time.")
+    files: tuple[InputFile, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+class DesiredBatch(Value):
+    """A batch Deployment as the specs want it, model resolved and input listed."""
+
+    name: str
+    target: Literal["batch"] = "batch"
+    spec_digest: str
+    source: str = Field(description="file:line:column of the document.")
+    model: ResolvedModel
+    job: BatchScoring
+    input: InputSnapshot
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def run_key(self) -> str:
+        """What a published output must match to be current: model, input and output settings."""
+        return canonical_digest([self.job.model_digest, self.input.digest, output_digest(self.job)])[:16]
+
+
+class PublishedRun(Value):
+    """The manifest of the output readers see now (``<output>/current/_manifest.json``)."""
+
+    run_id: str
+    run_key: str
+    model_version: str
+    model_digest: str
+    input_digest: str
+    rows: int
+    started_at: str = Field(description="ISO 8601, UTC.")
+    finished_at: str = Field(description="ISO 8601, UTC.")
+    path: str
+    input_files: tuple[InputFile, ...] = ()
+    settings: dict[str, Any] = Field(default_factory=dict, description="The output settings the run used.")
+
+
+class JobRun(Value):
+    """One Ray Job of a batch deployment, as Ray reports it."""
+
+    job_id: str
+    status: str = Field(description="PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED.")
+    run_key: str
+    revision: int
+    model_version: str
+    input_digest: str
+    reason: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    start_time: float | None = Field(default=None, description="Seconds since the epoch.")
+    end_time: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("PENDING", "RUNNING")
+
+    @property
+    def failed_on_its_data(self) -> bool:
+        """The job itself reported a failure (bad input, missing column), so running it again fails again."""
+        return self.status == "FAILED" and self.exit_code == BATCH_FAILURE_EXIT_CODE
+
+
+BATCH_FAILURE_EXIT_CODE = 3  # runtime.batch_job exits with this when the run itself fails
+
+
+class ObservedBatch(Value):
+    """A batch deployment as found: its published output and its Ray Jobs (newest first)."""
+
+    name: str
+    target: Literal["batch"] = "batch"
+    project: str
+    output: str
+    published: PublishedRun | None = None
+    jobs: tuple[JobRun, ...] = ()
+
+    @property
+    def last_job(self) -> JobRun | None:
+        return self.jobs[0] if self.jobs else None
+
+    def fingerprint(self) -> str:
+        return canonical_digest({
+            "published": self.published.run_id if self.published else None,
+            "jobs": [(j.job_id, j.status) for j in self.jobs[:1]],
+        })[:16]
+
+
 class DesiredState(Value):
     project: str
     specs_digest: str
     deployments: tuple[DesiredDeployment, ...] = ()
+    batches: tuple[DesiredBatch, ...] = ()
     models: tuple[ResolvedModel, ...] = ()
 
     @cached_property
@@ -143,6 +274,9 @@ class DesiredState(Value):
 
     def deployment(self, name: str) -> DesiredDeployment | None:
         return self._by_name.get(name)
+
+    def batch(self, name: str) -> DesiredBatch | None:
+        return next((b for b in self.batches if b.name == name), None)
 
 
 class Health(Value):
@@ -230,6 +364,7 @@ class ObservedDeployment(Value):
 
 class ObservedState(Value):
     deployments: tuple[ObservedDeployment, ...] = ()
+    batches: tuple[ObservedBatch, ...] = ()
 
     @cached_property
     def _by_name(self) -> dict[str, ObservedDeployment]:
@@ -237,3 +372,6 @@ class ObservedState(Value):
 
     def deployment(self, name: str) -> ObservedDeployment | None:
         return self._by_name.get(name)
+
+    def batch(self, name: str) -> ObservedBatch | None:
+        return next((b for b in self.batches if b.name == name), None)

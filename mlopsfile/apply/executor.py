@@ -10,13 +10,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mlopsfile.controller.loop import rollout_lock_scope
-from mlopsfile.controller.rollouts import RolloutController
+from mlopsfile.controller.rollouts import Events, RolloutController
 from mlopsfile.drivers.base import DeploymentDriver
 from mlopsfile.errors import DriverError
 from mlopsfile.plan.types import Action, Change, Plan
-from mlopsfile.resources import ObservedState, Ownership, Traffic, TrafficArm
+from mlopsfile.resources import (
+    DesiredBatch,
+    InputSnapshot,
+    JobRun,
+    ObservedBatch,
+    ObservedState,
+    Ownership,
+    Traffic,
+    TrafficArm,
+)
 from mlopsfile.state.store import StateStore
 
 
@@ -40,11 +50,34 @@ class ApplyReport:
 Progress = Callable[[str, Change, ChangeOutcome | None], None]
 
 
+class BatchRuns(Protocol):
+    """What apply and planning need of the batch driver."""
+
+    def snapshot(self, inputs: tuple[str, ...], file_format: str) -> InputSnapshot: ...
+
+    def observe(self, outputs: dict[str, str]) -> list[ObservedBatch]: ...
+
+    def run(self, batch: DesiredBatch, ownership: Ownership, reason: str, events: Events | None = None) -> JobRun:
+        """Submit one run and wait for it; raise DriverError with the job's reason when it fails."""
+        ...
+
+    def stop(self, job_id: str) -> None: ...
+
+    def logs(self, job_id: str) -> str: ...
+
+    def failure(self, run: JobRun) -> str:
+        """Why a run failed, in one line."""
+        ...
+
+
 class Executor:
     def __init__(self, drivers: Mapping[str, DeploymentDriver], store: StateStore, observed: ObservedState,
                  git_commit: str | None, plan_id: str, progress: Progress | None = None,
-                 controller: RolloutController | None = None) -> None:
+                 controller: RolloutController | None = None, batch: BatchRuns | None = None,
+                 events: Events | None = None) -> None:
         self.drivers = drivers
+        self.batch = batch
+        self.events = events
         self.controller = controller
         self.store = store
         self.observed = observed
@@ -74,8 +107,9 @@ class Executor:
         return report
 
     def _ownership(self, plan: Plan, change: Change) -> Ownership:
-        assert change.desired is not None
-        return Ownership(project=plan.project, resource=change.address, spec_digest=change.desired.spec_digest,
+        wanted = change.desired or change.batch
+        assert wanted is not None
+        return Ownership(project=plan.project, resource=change.address, spec_digest=wanted.spec_digest,
                          revision=change.revision)
 
     def visit_create(self, plan: Plan, change: Change) -> None:
@@ -105,7 +139,17 @@ class Executor:
         live = driver.observe_one(change.name)  # type: ignore[attr-defined]
         driver.update(change.desired, self._ownership(plan, change), live.traffic if live else None)
 
+    def visit_run(self, plan: Plan, change: Change) -> None:
+        assert change.batch is not None and self.batch is not None
+        self.batch.run(change.batch, self._ownership(plan, change), change.reason, self.events)
+
     def visit_delete(self, plan: Plan, change: Change) -> None:
+        if change.target == "batch":
+            assert self.batch is not None
+            live = self.observed.batch(change.name)
+            if live is not None and live.last_job is not None and live.last_job.active:
+                self.batch.stop(live.last_job.job_id)
+            return
         self.drivers[change.target].delete(change.name)
 
     def _rollout(self, change: Change, operation: str) -> None:
@@ -139,6 +183,8 @@ class Executor:
         return live.traffic.model_copy(update={"generation": live.traffic.generation + 1, "arms": arms})
 
     def _undo(self, change: Change, error: DriverError) -> str:
+        if change.target == "batch":
+            return str(error)  # a failed run published nothing: the output readers see is unchanged
         driver = self.drivers[change.target]
         try:
             if change.action == Action.CREATE:
@@ -153,15 +199,17 @@ class Executor:
         return str(error)
 
     def _record(self, change: Change, outcome: ChangeOutcome) -> None:
-        desired = change.desired
+        desired = change.desired or change.batch
         if outcome.outcome != "failed":
             self.store.clear_hold(change.name)
+        config = change.desired.serving.model_dump() if change.desired else \
+            change.batch.job.model_dump() if change.batch else None
         self.store.record_revision(
             kind=change.kind, name=change.name, revision=change.revision, action=change.action.value,
             outcome=outcome.outcome, spec_digest=desired.spec_digest if desired else None,
             model_version=desired.model.version if desired else None,
             model_digest=desired.model.digest if desired else None,
-            config=desired.serving.model_dump() if desired else None,
+            config=config,
             message=outcome.message or change.reason, git_commit=self.git_commit, plan_id=self.plan_id,
         )
         self.store.audit(operation="apply", outcome=outcome.outcome, resource=change.address,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mlopsfile.errors import StalePlanError
+from mlopsfile.plan.planner import live_fingerprints
 from mlopsfile.plan.types import PLAN_FORMAT_VERSION, Plan
 from mlopsfile.resources import ObservedState
 
@@ -22,7 +23,7 @@ def check_fresh(plan: Plan, specs_digest: str, spec_digests: dict[str, str], obs
                 moved.append(f"spec of deployment/{name} {state}")
         if not moved:
             moved.append("the spec files changed")
-    live = {d.name: d.fingerprint() for d in observed.deployments if d.managed_by(project)}
+    live = live_fingerprints(observed, project)
     for name in sorted(set(plan.observed) | set(live)):
         before, after = plan.observed.get(name), live.get(name)
         if before != after:

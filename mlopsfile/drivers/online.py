@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from mlopsfile.config import Settings
-from mlopsfile.drivers.ray_cluster import ClusterEndpoint, LocalHead, external_endpoint
+from mlopsfile.drivers.ray_cluster import ClusterAccess, ClusterEndpoint
 from mlopsfile.drivers.runtime_package import stage_runtime
 from mlopsfile.errors import DriverError
 from mlopsfile.resources import (
@@ -45,32 +45,17 @@ class OnlineDriver:
     def __init__(self, settings: Settings, deploy_timeout_s: float | None = None) -> None:
         self.settings = settings
         self.deploy_timeout_s = deploy_timeout_s or float(os.environ.get("MLOPSFILE_DEPLOY_TIMEOUT_S", DEFAULT_DEPLOY_TIMEOUT_S))
-        self.local_head = LocalHead(settings.state_dir, settings.ray_num_cpus) if settings.manages_local_ray else None
+        self.cluster = ClusterAccess(settings)
+        self.local_head = self.cluster.local_head
         self._connected: ClusterEndpoint | None = None
 
     # -- reading -----------------------------------------------------------------
 
     def endpoint(self, start: bool = False) -> ClusterEndpoint | None:
-        if self.local_head is None:
-            return external_endpoint(self.settings.ray_address or "auto", self.settings.ray_dashboard_url)
-        return self.local_head.ensure_started() if start else self.local_head.endpoint()
+        return self.cluster.endpoint(start)
 
     def serve_details(self) -> dict[str, Any]:
-        endpoint = self.endpoint()
-        if endpoint is None:
-            return {"applications": {}}
-        url = f"{endpoint.dashboard_url}/api/serve/applications/"
-        try:
-            response = httpx.get(url, headers=endpoint.auth_headers(), timeout=15)
-        except httpx.HTTPError as exc:
-            raise DriverError(f"cannot reach the Ray dashboard at {endpoint.dashboard_url}: {exc}", temporary=True) from exc
-        if response.status_code in (401, 403):
-            raise DriverError(f"the Ray dashboard at {endpoint.dashboard_url} refused the auth token "
-                              "(set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)")
-        if response.status_code != 200:
-            raise DriverError(f"the Ray dashboard at {endpoint.dashboard_url} answered {response.status_code}: "
-                              f"{response.text[:200]}", temporary=True)
-        return response.json()
+        return self.cluster.get_json("/api/serve/applications/") or {"applications": {}}
 
     def observe(self) -> list[ObservedDeployment]:
         details = self.serve_details()

@@ -21,10 +21,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 
+from mlopsfile.config import Settings
 from mlopsfile.errors import DriverError
 
 HEAD_START_TIMEOUT_S = 90.0
@@ -152,6 +154,11 @@ class LocalHead:
             "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
             "--temp-dir", str(temp_dir),
+            # Ray's fixed default ports (52365, 10001, ...) would clash with a second head on this
+            # machine (another project, a benchmark): every listening port is chosen free.
+            "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
+            "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
+            "--ray-client-server-port", str(_free_port()),
         ]
         if self.num_cpus is not None:
             command += ["--num-cpus", str(self.num_cpus)]
@@ -205,3 +212,38 @@ class LocalHead:
             os.killpg(pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
+
+
+class ClusterAccess:
+    """The Ray cluster of a project: the local head mlopsfile manages, or one named by address.
+
+    Reads go over the dashboard's REST API with the auth token, so planning imports no Ray.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.local_head = LocalHead(settings.state_dir, settings.ray_num_cpus) if settings.manages_local_ray else None
+
+    def endpoint(self, start: bool = False) -> ClusterEndpoint | None:
+        """None: the local head is not running (and ``start`` was not asked)."""
+        if self.local_head is None:
+            return external_endpoint(self.settings.ray_address or "auto", self.settings.ray_dashboard_url)
+        return self.local_head.ensure_started() if start else self.local_head.endpoint()
+
+    def get_json(self, path: str, timeout_s: float = 15.0) -> Any:
+        """GET a dashboard API path; None when no cluster runs."""
+        endpoint = self.endpoint()
+        if endpoint is None:
+            return None
+        url = f"{endpoint.dashboard_url}{path}"
+        try:
+            response = httpx.get(url, headers=endpoint.auth_headers(), timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise DriverError(f"cannot reach the Ray dashboard at {endpoint.dashboard_url}: {exc}", temporary=True) from exc
+        if response.status_code in (401, 403):
+            raise DriverError(f"the Ray dashboard at {endpoint.dashboard_url} refused the auth token "
+                              "(set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)")
+        if response.status_code != 200:
+            raise DriverError(f"the Ray dashboard at {endpoint.dashboard_url} answered {response.status_code} "
+                              f"for {path}: {response.text[:200]}", temporary=True)
+        return response.json()

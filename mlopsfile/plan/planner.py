@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import datetime
 
 from mlopsfile.errors import PlanError
+from mlopsfile.plan.batch import plan_batches, stop_orphans
 from mlopsfile.plan.types import (
     ACTION_ORDER,
     Action,
@@ -36,6 +38,8 @@ def make_plan(
     created_at: str,
     mode: str = "apply",
     holds: Mapping[str, Hold] | None = None,
+    retry: bool = False,
+    forced_runs: Collection[str] = (),
 ) -> Plan:
     """Work out what must change so the live state matches the specs.
 
@@ -44,6 +48,9 @@ def make_plan(
     application carries, so a fresh or separate state store never reuses a number.
     ``holds`` (also from the store) name rollouts that were aborted, ended or rolled
     back by hand for the current spec: they are reported, not proposed again.
+    Batch deployments run when their output is not current or their schedule is due at
+    ``created_at``; ``retry`` runs again one whose last run failed on its data, and
+    ``forced_runs`` run whatever their state.
     """
     holds = holds or {}
     changes: list[Change] = []
@@ -60,13 +67,9 @@ def make_plan(
         if hold is not None and hold.spec_digest != want.spec_digest:
             hold = None
         outcome = _change_for(want, live, next_revision, hold)
-        if isinstance(outcome, Change):
-            changes.append(outcome)
-        elif isinstance(outcome, Notice):
-            notices.append(outcome)
-            unchanged.append(Unchanged(name=want.name, reason="held: " + outcome.message))
-        else:
-            unchanged.append(Unchanged(name=want.name, reason=outcome or f"up to date (model version {want.model.version})"))
+        if outcome is None or isinstance(outcome, str):
+            outcome = Unchanged(name=want.name, reason=outcome or f"up to date (model version {want.model.version})")
+        _sort_into(outcome, changes, notices, unchanged)
     if conflicts:
         raise PlanError("; ".join(conflicts))
     wanted = {d.name for d in desired.deployments}
@@ -80,19 +83,42 @@ def make_plan(
                 diffs=_diffs(live.serving, None),
                 revision=_next_revision(live.name, live, last_revisions),
             ))
+    for batch in plan_batches(desired, observed, last_revisions, datetime.fromisoformat(created_at), retry, forced_runs):
+        _sort_into(batch, changes, notices, unchanged)
+    changes.extend(stop_orphans(desired, observed, desired.project, last_revisions))
     changes.sort(key=lambda c: (ACTION_ORDER[c.action], c.name))
     return Plan(
         mode=mode,
         project=desired.project,
         created_at=created_at,
         specs_digest=desired.specs_digest,
-        spec_digests={d.name: d.spec_digest for d in desired.deployments},
-        observed={d.name: d.fingerprint() for d in observed.deployments if d.managed_by(desired.project)},
+        spec_digests={d.name: d.spec_digest for d in (*desired.deployments, *desired.batches)},
+        observed=live_fingerprints(observed, desired.project),
+        batch_outputs={b.name: b.job.output for b in desired.batches},
         models=desired.models,
         changes=tuple(changes),
         unchanged=tuple(sorted(unchanged, key=lambda u: u.name)),
         notices=tuple(notices),
     )
+
+
+def _sort_into(outcome: Change | Notice | Unchanged, changes: list[Change], notices: list[Notice],
+               unchanged: list[Unchanged]) -> None:
+    """A held resource is reported twice: as a notice, and among the unchanged."""
+    if isinstance(outcome, Change):
+        changes.append(outcome)
+    elif isinstance(outcome, Notice):
+        notices.append(outcome)
+        unchanged.append(Unchanged(name=outcome.name, reason="held: " + outcome.message))
+    else:
+        unchanged.append(outcome)
+
+
+def live_fingerprints(observed: ObservedState, project: str) -> dict[str, str]:
+    """What a saved plan remembers of each live managed resource, to notice it moved."""
+    found = {d.name: d.fingerprint() for d in observed.deployments if d.managed_by(project)}
+    found.update({b.name: b.fingerprint() for b in observed.batches if b.project == project})
+    return found
 
 
 def _next_revision(name: str, live: ObservedDeployment | None, last_revisions: Mapping[str, int]) -> int:

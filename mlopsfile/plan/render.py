@@ -11,11 +11,13 @@ from rich.markup import escape
 
 from mlopsfile.plan.types import Action, Change, Plan
 
-SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.ROLLOUT: "~>"}
+SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.ROLLOUT: "~>",
+          Action.RUN: ">"}
 COLOR = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.REPLACE: "magenta", Action.DELETE: "red",
-         Action.ROLLOUT: "cyan"}
+         Action.ROLLOUT: "cyan", Action.RUN: "blue"}
 VERB = {Action.CREATE: "will be created", Action.UPDATE: "will be updated in place",
-        Action.REPLACE: "must be replaced", Action.DELETE: "will be destroyed", Action.ROLLOUT: "will roll out"}
+        Action.REPLACE: "must be replaced", Action.DELETE: "will be destroyed", Action.ROLLOUT: "will roll out",
+        Action.RUN: "will run"}
 
 
 def _value(value: Any) -> str:
@@ -27,8 +29,9 @@ def summary_line(plan: Plan) -> str:
     if not plan.has_changes:
         return "No changes."
     rollouts = f", {counts[Action.ROLLOUT]} to roll out" if counts[Action.ROLLOUT] else ""
+    runs = f", {counts[Action.RUN]} to run" if counts[Action.RUN] else ""
     return (f"Plan: {counts[Action.CREATE]} to add, {counts[Action.UPDATE]} to change, "
-            f"{counts[Action.REPLACE]} to replace{rollouts}, {counts[Action.DELETE]} to destroy.")
+            f"{counts[Action.REPLACE]} to replace{rollouts}{runs}, {counts[Action.DELETE]} to destroy.")
 
 
 def rollout_line(change: Change) -> str | None:
@@ -49,7 +52,7 @@ def diff_lines(change: Change) -> list[tuple[str, str]]:
     width = max((len(d.field) for d in change.diffs), default=0)
     for diff in change.diffs:
         name = diff.field.ljust(width)
-        if change.action == Action.CREATE:
+        if change.action == Action.CREATE or (change.action == Action.RUN and diff.old is None):
             lines.append(("+", f"{name} = {_value(diff.new)}"))
         elif change.action == Action.DELETE:
             lines.append(("-", f"{name} = {_value(diff.old)}"))
@@ -80,7 +83,7 @@ def render_text(plan: Plan, color: bool = True, width: int = 120) -> str:
             console.print("[bold green]No changes.[/bold green] The live state matches the specs"
                           + (f" ({up_to_date} up to date)." if up_to_date else "."))
         for item in plan.unchanged:
-            if "in progress" in item.reason:
+            if "in progress" in item.reason or "running" in item.reason or "pending" in item.reason:
                 console.print(f"  [dim]deployment/{item.name}: {escape(item.reason)}[/dim]")
         return buffer.getvalue()
     console.print("mlopsfile will perform the following actions:\n")

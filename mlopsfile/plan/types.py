@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mlopsfile.resources import DesiredDeployment, ResolvedModel, Value
+from mlopsfile.resources import DesiredBatch, DesiredDeployment, ResolvedModel, Value
 
 PLAN_FORMAT_VERSION = 1
 
@@ -18,9 +18,11 @@ class Action(str, Enum):
     REPLACE = "replace"
     DELETE = "delete"
     ROLLOUT = "rollout"
+    RUN = "run"
 
 
-ACTION_ORDER = {Action.DELETE: 0, Action.REPLACE: 1, Action.ROLLOUT: 2, Action.UPDATE: 3, Action.CREATE: 4}
+ACTION_ORDER = {Action.DELETE: 0, Action.REPLACE: 1, Action.ROLLOUT: 2, Action.UPDATE: 3, Action.CREATE: 4,
+                Action.RUN: 5}
 
 
 class RolloutChange(Value):
@@ -75,6 +77,7 @@ class Change(Value):
     desired: DesiredDeployment | None = Field(default=None, description="What apply deploys (absent for delete).")
     revision: int = Field(description="Revision number this change records.")
     rollout: RolloutChange | None = Field(default=None, description="The rollout or experiment this change starts or ends.")
+    batch: DesiredBatch | None = Field(default=None, description="The batch job a run change starts.")
 
     @property
     def address(self) -> str:
@@ -97,6 +100,7 @@ class Plan(Value):
     specs_digest: str = Field(description="Digest of the spec set the plan was made from.")
     spec_digests: dict[str, str] = Field(default_factory=dict, description="Digest of each deployment's documents.")
     observed: dict[str, str] = Field(default_factory=dict, description="Fingerprint of each live managed resource.")
+    batch_outputs: dict[str, str] = Field(default_factory=dict, description="Output directory of each batch deployment.")
     models: tuple[ResolvedModel, ...] = ()
     changes: tuple[Change, ...] = ()
     unchanged: tuple[Unchanged, ...] = ()

@@ -18,6 +18,27 @@ def check_route(value: str | None) -> str | None:
     if value is not None and not ROUTE_RE.match(value):
         raise ValueError(f"invalid route {value!r}: it starts with '/' and has no trailing '/', spaces or '?'")
     return value
+MEMORY_RE = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)(?P<unit>|Ki|Mi|Gi|Ti|K|M|G|T)$")
+MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def memory_bytes(value: int | str) -> int:
+    """Turn '512Mi', '2G' or a plain byte count into bytes."""
+    if isinstance(value, int):
+        return value
+    match = MEMORY_RE.match(value.strip())
+    if not match:
+        raise ValueError(f"invalid memory size {value!r}: use bytes or a number with Ki, Mi, Gi, K, M or G")
+    return int(float(match["number"]) * MEMORY_UNITS[match["unit"]])
+
+
+def check_memory(value: int | str | None) -> int | str | None:
+    if value is not None:
+        memory_bytes(value)
+    return value
+
+
 DNS_LABEL_RE = re.compile(DNS_LABEL)
 
 ResourceName = Annotated[

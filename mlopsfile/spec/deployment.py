@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict, check_route
+from mlopsfile.spec.batch import BatchTarget
+from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict, check_memory, check_route
 from mlopsfile.spec.rollout import BlueGreenRollout, DirectRollout, Rollout
-
-MEMORY_RE = re.compile(r"^(?P<number>[0-9]+(\.[0-9]+)?)(?P<unit>|Ki|Mi|Gi|Ti|K|M|G|T)$")
-MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-                "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def memory_bytes(value: int | str) -> int:
-    """Turn '512Mi', '2G' or a plain byte count into bytes."""
-    if isinstance(value, int):
-        return value
-    match = MEMORY_RE.match(value.strip())
-    if not match:
-        raise ValueError(f"invalid memory size {value!r}: use bytes or a number with Ki, Mi, Gi, K, M or G")
-    return int(float(match["number"]) * MEMORY_UNITS[match["unit"]])
 
 
 class Resources(Strict):
@@ -39,12 +25,7 @@ class Resources(Strict):
         description="Custom Ray resources reserved per replica, e.g. {accelerator_type_a10: 1}.",
     )
 
-    @field_validator("memory")
-    @classmethod
-    def _valid_memory(cls, value: int | str | None) -> int | str | None:
-        if value is not None:
-            memory_bytes(value)
-        return value
+    _valid_memory = field_validator("memory")(check_memory)
 
 
 class Autoscaling(Strict):
@@ -110,8 +91,7 @@ class OnlineTarget(Strict):
         return self
 
 
-# Further target kinds (batch, edge) join this as a union discriminated on ``type``.
-DeploymentTarget = OnlineTarget
+DeploymentTarget = Annotated[Union[OnlineTarget, BatchTarget], Field(discriminator="type")]
 
 
 class DeploymentSpec(Strict):
@@ -124,6 +104,15 @@ class DeploymentSpec(Strict):
         description="How a new model version reaches callers: direct, canary, blue-green, ab or shadow.",
     )
 
+    @model_validator(mode="after")
+    def _batch_rolls_out_directly(self) -> DeploymentSpec:
+        if isinstance(self.target, BatchTarget) and not isinstance(self.rollout, DirectRollout):
+            raise ValueError(
+                f"rollout strategy {self.rollout.strategy!r} is for online targets; a batch target "
+                "scores with the new version on its next run (strategy: direct)"
+            )
+        return self
+
 
 class DeploymentDocument(Strict):
     """Serve a Model on a target."""
@@ -134,7 +123,8 @@ class DeploymentDocument(Strict):
     spec: DeploymentSpec = Field(description="Model, target and rollout.")
 
     def route(self) -> str:
-        return self.spec.target.route or f"/{self.metadata.name}"
+        target = self.spec.target
+        return (target.route if isinstance(target, OnlineTarget) else None) or f"/{self.metadata.name}"
 
     def preview_route(self) -> str | None:
         rollout = self.spec.rollout

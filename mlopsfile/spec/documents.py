@@ -90,6 +90,9 @@ def _to_spec_error(item: Any, data: Any, index: PositionIndex, model: type[BaseM
         return SpecError(message, index.key(path), dotted_path(path))
     if kind == "missing":
         return SpecError("missing required field", index.value(path[:-1]), dotted_path(path))
+    if kind == "union_tag_not_found":  # a tagged union (target, rollout) without its tag field
+        tag = str(item.get("ctx", {}).get("discriminator", "type")).strip("'")
+        return SpecError("missing required field", index.value(path), dotted_path((*path, tag)))
     if "input" in item and kind not in ("value_error", "assertion_error") and not isinstance(item["input"], (dict, list)):
         message = f"{message}, got {item['input']!r}"
     return SpecError(message, index.value(path), dotted_path(path))

@@ -134,7 +134,7 @@ def test_unknown_strategy(write_specs: WriteSpecs) -> None:
 
 def test_missing_strategy(write_specs: WriteSpecs) -> None:
     errors = spec_errors(write_specs({"a.yaml": with_rollout("steps: [{weight: 10}]")}))
-    assert errors == ["specs/a.yaml:17:5: spec.rollout: Unable to extract tag using discriminator 'strategy'"]
+    assert errors == ["specs/a.yaml:17:5: spec.rollout.strategy: missing required field"]
 
 
 DECREASING = "strategy: canary\nsteps:\n- {weight: 50, pause: 1m}\n- {weight: 20}"

@@ -1,0 +1,219 @@
+"""The entrypoint of a batch deployment's Ray Job: read, score, write, publish.
+
+    python -m runtime.batch_job <base64 of zlib-compressed JSON config>
+
+It reads exactly the files the plan listed (failing if one changed since), checks them
+against the model signature before scoring anything, scores with ``map_batches`` on a
+pool of actors that each hold the MLflow pyfunc model, and streams parquet into a
+staging directory. Only a complete run is published:
+
+    <output>/runs/<run id>/part-*.parquet + _manifest.json   (renamed in whole from .staging/)
+    <output>/current -> runs/<run id>                          (one atomic symlink swap)
+
+so a job killed half-way leaves nothing where readers look, and every published
+directory holds the output of one model version over one input. A run that fails on
+its own (bad input, missing column, model error) prints one ``mlopsfile: run failed:``
+line and exits with code 3.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from runtime.batch_files import FileFacts, InputError, facts_of, resolve_format
+
+FAILURE_EXIT_CODE = 3
+KEEP_RUNS = 2  # the published run and the one before it
+MANIFEST = "_manifest.json"
+
+
+class RunFailure(Exception):
+    """The run cannot succeed as planned: say why in one line."""
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(zlib.decompress(base64.b64decode(argv[1])))
+    try:
+        manifest = run(config)
+    except (RunFailure, InputError) as exc:
+        print(f"mlopsfile: run failed: {exc}", file=sys.stderr, flush=True)
+        return FAILURE_EXIT_CODE
+    except Exception as exc:
+        traceback.print_exc()  # for `mlopsfile logs`; the line below is what status shows
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"mlopsfile: run failed: {type(exc).__name__}: {first}", file=sys.stderr, flush=True)
+        return FAILURE_EXIT_CODE
+    print(f"mlopsfile: published {manifest['rows']} rows of model version {manifest['model_version']} "
+          f"to {manifest['path']} in {manifest['timings']['total_s']:.1f} s", flush=True)
+    return 0
+
+
+def run(config: dict[str, Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    started_at = _now()
+    for key in ("tracking_uri", "registry_uri"):
+        if config.get(key):
+            os.environ[f"MLFLOW_{key.upper()}"] = config[key]
+    files = [FileFacts(f["path"], f["size"], f["mtime_ns"]) for f in config["input_files"]]
+    _check_unchanged(files)
+    file_format = resolve_format(files, config["format"])
+    features = _signature_columns(config["model_uri"])
+    _check_columns(files, file_format, [*features, *config["columns"]], features)
+    checked = time.monotonic()
+    output = Path(config["output"])
+    staging = output / ".staging" / config["run_id"]
+    _clear_staging(output)
+    staging.mkdir(parents=True)
+    _score(config, [f.path for f in files], file_format, features, staging)
+    scored = time.monotonic()
+    rows, schema, parts = _describe(staging)
+    manifest = {
+        **config["manifest"], "run_id": config["run_id"], "rows": rows, "schema": schema, "files": parts,
+        "input_files": config["input_files"], "started_at": started_at, "finished_at": _now(),
+        "path": str(output / "runs" / config["run_id"]),
+        "timings": {"check_s": checked - started, "score_and_write_s": scored - checked,
+                    "total_s": time.monotonic() - started},
+    }
+    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    _publish(output, staging, config["run_id"])
+    return manifest
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_unchanged(files: list[FileFacts]) -> None:
+    for planned in files:
+        try:
+            now = facts_of(planned.path)
+        except OSError as exc:
+            raise RunFailure(f"input file {planned.path} is gone since the plan: {exc}") from exc
+        if (now.size, now.mtime_ns) != (planned.size, planned.mtime_ns):
+            raise RunFailure(f"input file {planned.path} changed since the plan was made; plan again")
+
+
+def _signature_columns(model_uri: str) -> list[str]:
+    """Input column names of the model signature; [] when the model has no named inputs."""
+    from mlflow.models import get_model_info
+
+    schema = get_model_info(model_uri).signature
+    inputs = schema.inputs if schema is not None else None
+    if inputs is None or not inputs.has_input_names():
+        return []
+    return [spec.name for spec in inputs.inputs]
+
+
+def _check_columns(files: list[FileFacts], file_format: str, needed: list[str], features: list[str]) -> None:
+    """Read each file's schema (parquet footer, CSV header) before any scoring starts."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    for facts in files:
+        try:
+            if file_format == "parquet":
+                names = pq.read_schema(facts.path).names
+            else:
+                with pacsv.open_csv(facts.path) as reader:
+                    names = reader.schema.names
+        except Exception as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunFailure(f"input file {facts.path} is not readable {file_format}: {detail}") from exc
+        missing = [c for c in needed if c not in names]
+        if missing:
+            wants = f" (the model signature needs: {', '.join(features)})" if features else ""
+            raise RunFailure(f"input file {facts.path} has no column {', '.join(repr(c) for c in missing)}{wants}")
+
+
+class Scorer:
+    """One model replica: holds the pyfunc model and scores pandas batches."""
+
+    def __init__(self, model_uri: str, env: dict[str, str], features: list[str], keep: list[str],
+                 prediction_column: str) -> None:
+        import mlflow.pyfunc
+
+        os.environ.update(env)
+        self.model = mlflow.pyfunc.load_model(model_uri)
+        self.features = features
+        self.keep = keep
+        self.prediction_column = prediction_column
+
+    def __call__(self, batch: Any) -> Any:
+        import numpy as np
+        import pandas as pd
+
+        predictions = self.model.predict(batch[self.features] if self.features else batch)
+        out = batch[self.keep].reset_index(drop=True) if self.keep else pd.DataFrame(index=range(len(batch)))
+        if isinstance(predictions, pd.DataFrame):
+            if len(predictions.columns) == 1:
+                out[self.prediction_column] = predictions.iloc[:, 0].to_numpy()
+            else:
+                for column in predictions.columns:
+                    out[f"{self.prediction_column}_{column}"] = predictions[column].to_numpy()
+            return out
+        values = np.asarray(predictions.to_numpy() if isinstance(predictions, pd.Series) else predictions)
+        out[self.prediction_column] = list(values) if values.ndim > 1 else values
+        return out
+
+
+def _score(config: dict[str, Any], paths: list[str], file_format: str, features: list[str], staging: Path) -> None:
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # Reads are I/O: a quarter CPU each, so they never wait behind the model replicas' reservations.
+    read_args = {"ray_remote_args": {"num_cpus": 0.25}}
+    dataset = ray.data.read_parquet(paths, **read_args) if file_format == "parquet" \
+        else ray.data.read_csv(paths, **read_args)
+    env = {f"MLFLOW_{k.upper()}": config[k] for k in ("tracking_uri", "registry_uri") if config.get(k)}
+    remote: dict[str, Any] = {"num_cpus": config["num_cpus"]}
+    if config.get("memory"):
+        remote["memory"] = config["memory"]
+    scored = dataset.map_batches(
+        Scorer, fn_constructor_kwargs={"model_uri": config["model_uri"], "env": env, "features": features,
+                                       "keep": config["columns"], "prediction_column": config["prediction_column"]},
+        batch_size=config["batch_size"], batch_format="pandas", concurrency=config["concurrency"], **remote,
+    )
+    scored.write_parquet(str(staging))
+
+
+def _describe(staging: Path) -> tuple[int, list[dict[str, str]], list[dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    parts = sorted(p for p in staging.iterdir() if p.suffix == ".parquet")
+    rows = sum(pq.read_metadata(p).num_rows for p in parts)
+    schema = [{"name": f.name, "type": str(f.type)} for f in pq.read_schema(parts[0])] if parts else []
+    return rows, schema, [{"name": p.name, "bytes": p.stat().st_size} for p in parts]
+
+
+def _clear_staging(output: Path) -> None:
+    """Staging left by killed runs is never published: remove it."""
+    shutil.rmtree(output / ".staging", ignore_errors=True)
+
+
+def _publish(output: Path, staging: Path, run_id: str) -> None:
+    runs = output / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    final = runs / run_id
+    os.rename(staging, final)  # complete, or not there at all
+    link = output / f".current-{run_id}"
+    os.symlink(os.path.join("runs", run_id), link)
+    os.replace(link, output / "current")  # readers switch in one step
+    kept = sorted(runs.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)[:KEEP_RUNS]
+    for old in runs.iterdir():
+        if old not in kept and old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

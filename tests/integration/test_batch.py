@@ -1,0 +1,120 @@
+"""Batch deployments on a real local Ray (Jobs + Data) and MLflow: run, skip, rerun, publish."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.integration.conftest import ProjectDir, Registry
+
+pytestmark = pytest.mark.integration
+
+ROWS_PER_FILE = 3_000
+
+
+def batch_spec(name: str, model: str, uri: str, schedule: str | None = None, input_glob: str = "data/*.parquet",
+               batch_size: int = 1000) -> str:
+    schedule_line = f"\n    schedule: \"{schedule}\"" if schedule else ""
+    return f"""\
+apiVersion: mlopsfile/v1
+kind: Model
+metadata: {{name: {model}}}
+spec: {{uri: "{uri}"}}
+---
+apiVersion: mlopsfile/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  model: {model}
+  target:
+    type: batch
+    input: {input_glob}
+    output: out/{name}
+    columns: [id]
+    batch_size: {batch_size}
+    concurrency: 1
+    resources: {{num_cpus: 0.5}}{schedule_line}
+"""
+
+
+def write_input(project_dir: ProjectDir, registry: Registry, files: int = 2, rows: int = ROWS_PER_FILE,
+                drop: str | None = None) -> list[Path]:
+    features, _ = registry.train.iris_frame()
+    data = project_dir.root / "data"
+    data.mkdir(exist_ok=True)
+    paths = []
+    for number in range(files):
+        frame = features.sample(n=rows, replace=True, random_state=number).reset_index(drop=True)
+        frame.insert(0, "id", range(number * rows, (number + 1) * rows))
+        if drop:
+            frame = frame.drop(columns=drop)
+        path = data / f"part-{number}.parquet"
+        frame.to_parquet(path, index=False)
+        paths.append(path)
+    return paths
+
+
+def published(project_dir: ProjectDir, name: str) -> tuple[dict, pd.DataFrame]:
+    current = project_dir.root / "out" / name / "current"
+    manifest = json.loads((current / "_manifest.json").read_text())
+    frame = pd.concat([pd.read_parquet(p) for p in sorted(current.glob("*.parquet"))], ignore_index=True)
+    return manifest, frame
+
+
+def test_first_apply_runs_and_publishes_then_nothing_until_input_or_alias_moves(
+        project_dir: ProjectDir, registry: Registry) -> None:
+    name, model = project_dir.name, f"m{project_dir.name}"
+    first = registry.register(model)
+    write_input(project_dir, registry)
+    project_dir.write_spec("batch.yaml", batch_spec(name, model, f"models:/{model}@champion"))
+
+    planned = project_dir.cli("plan", "--detailed-exitcode")
+    assert planned.returncode == 2, planned.stdout + planned.stderr
+    assert f'> deployment "{name}" (batch' in planned.stdout and "no output is published" in planned.stdout
+
+    project_dir.cli("apply", "--auto-approve", check=True)
+    manifest, frame = published(project_dir, name)
+    assert manifest["rows"] == len(frame) == 2 * ROWS_PER_FILE
+    assert manifest["model_version"] == first
+    assert sorted(frame["id"]) == list(range(2 * ROWS_PER_FILE))  # every row once, none twice
+    assert set(frame.columns) == {"id", "prediction"} and set(frame["prediction"]) <= {0, 1, 2}
+    # The predictions are the model's own on the same rows.
+    import mlflow.pyfunc
+
+    features, _ = registry.train.iris_frame()
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    original = pd.read_parquet(project_dir.root / "data" / "part-0.parquet")
+    expected = mlflow.pyfunc.load_model(f"models:/{model}/{first}").predict(original[features.columns])
+    mine = frame.set_index("id").loc[original["id"], "prediction"].to_numpy()
+    assert (mine == expected).all()
+
+    again = project_dir.cli("plan", "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout
+    assert "up to date" in again.stdout or "No changes" in again.stdout
+
+    # Touching one input file plans a run that names it.
+    time.sleep(0.01)
+    os.utime(project_dir.root / "data" / "part-1.parquet")
+    touched = project_dir.cli("plan", "--detailed-exitcode")
+    assert touched.returncode == 2 and "the input changed: modified part-1.parquet" in touched.stdout, touched.stdout
+    project_dir.cli("apply", "--auto-approve", check=True)
+
+    # Moving the alias plans a run from version to version; the output then holds only the new one.
+    second = registry.register(model, regularisation=0.3)
+    moved = project_dir.cli("plan", "--detailed-exitcode")
+    assert moved.returncode == 2 and f"moves from version {first} to {second}" in moved.stdout, moved.stdout
+    project_dir.cli("apply", "--auto-approve", check=True)
+    manifest, frame = published(project_dir, name)
+    assert manifest["model_version"] == second and len(frame) == 2 * ROWS_PER_FILE
+    runs = list((project_dir.root / "out" / name / "runs").iterdir())
+    assert len(runs) == 2, runs  # the published run and the one before it
+
+    status = project_dir.cli("status", check=True)
+    assert "SUCCEEDED" in status.stdout and str(2 * ROWS_PER_FILE) in status.stdout, status.stdout
+    logs = project_dir.cli("logs", name, check=True)
+    assert f"published {2 * ROWS_PER_FILE} rows of model version {second}" in logs.stdout, logs.stdout
