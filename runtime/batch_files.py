@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 GLOB_CHARS = frozenset("*?[")
@@ -64,12 +65,17 @@ def facts_of(path: str) -> FileFacts:
 
 
 def _expand_local(pattern: str, file_format: str) -> list[FileFacts]:
+    base = pattern
     if os.path.isdir(pattern):
         pattern = os.path.join(pattern, "**", "*")
     elif not GLOB_CHARS & set(pattern):
         return [facts_of(pattern)] if os.path.isfile(pattern) else []
+    else:
+        base = os.path.dirname(pattern.split("*")[0].split("?")[0].split("[")[0])
+    # Names starting with '.' or '_' (and everything under such folders, like Spark's
+    # _temporary/ or a writer's .staging/) are never data, as in Spark and pyarrow.
     paths = [p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)
-             and not os.path.basename(p).startswith((".", "_"))]
+             and not any(part.startswith((".", "_")) for part in Path(os.path.relpath(p, base or ".")).parts)]
     if file_format == "auto" and pattern.endswith("*"):  # a directory: only the files of known formats
         paths = [p for p in paths if os.path.splitext(p)[1].lower() in FORMATS]
     return [facts_of(p) for p in paths]

@@ -172,9 +172,8 @@ def _score(config: dict[str, Any], paths: list[str], file_format: str, features:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     # Reads are I/O: a quarter CPU each, so they never wait behind the model replicas' reservations.
-    read_args = {"ray_remote_args": {"num_cpus": 0.25}}
-    dataset = ray.data.read_parquet(paths, **read_args) if file_format == "parquet" \
-        else ray.data.read_csv(paths, **read_args)
+    dataset = ray.data.read_parquet(paths, num_cpus=0.25) if file_format == "parquet" \
+        else ray.data.read_csv(paths, num_cpus=0.25)
     env = {f"MLFLOW_{k.upper()}": config[k] for k in ("tracking_uri", "registry_uri") if config.get(k)}
     remote: dict[str, Any] = {"num_cpus": config["num_cpus"]}
     if config.get("memory"):
@@ -182,7 +181,8 @@ def _score(config: dict[str, Any], paths: list[str], file_format: str, features:
     scored = dataset.map_batches(
         Scorer, fn_constructor_kwargs={"model_uri": config["model_uri"], "env": env, "features": features,
                                        "keep": config["columns"], "prediction_column": config["prediction_column"]},
-        batch_size=config["batch_size"], batch_format="pandas", concurrency=config["concurrency"], **remote,
+        batch_size=config["batch_size"], batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=config["concurrency"]), **remote,
     )
     scored.write_parquet(str(staging))
 

@@ -4,7 +4,7 @@ since the output readers see now, or when the schedule is due. Pure: ``now`` is 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,8 +18,10 @@ from mlopsfile.resources import (
     ObservedState,
     PublishedRun,
 )
+from mlopsfile.spec.batch import cron_expression
 
 Outcome = Change | Notice | Unchanged
+MODEL_SETTINGS = frozenset({"model_uri", "model_digest"})  # reported as a model move, not a setting
 
 
 def plan_batches(desired: DesiredState, observed: ObservedState, last_revisions: Mapping[str, int], now: datetime,
@@ -43,8 +45,10 @@ def schedule_times(schedule: str, zone: str, now: datetime) -> tuple[datetime, d
     from cronsim import CronSim
 
     local = now.astimezone(ZoneInfo(zone))
-    previous = next(CronSim(schedule, local, reverse=True))
-    following = next(CronSim(schedule, local))
+    # Going back, cronsim starts strictly before its start: a microsecond later includes ``now``.
+    expression = cron_expression(schedule)
+    previous = next(CronSim(expression, local + timedelta(microseconds=1), reverse=True))
+    following = next(CronSim(expression, local))
     return previous.astimezone(timezone.utc), following.astimezone(timezone.utc)
 
 
@@ -63,17 +67,22 @@ def _outcome(want: DesiredBatch, live: ObservedBatch | None, revision: int, now:
     diffs = _diffs(want, published)
     if forced:
         return run("a run was asked for by hand (`mlopsfile run`)", diffs)
-    if published is not None and published.run_key == want.run_key:
-        due = _due(want, published, now)
-        if due is not None:
-            return run(due, [])
-        return Unchanged(name=want.name, reason=_up_to_date(want, published, now))
-    if last is not None and last.failed_on_its_data and last.run_key == want.run_key and not retry:
+    # The newest attempt failed on its own data for exactly this model, input and output: it
+    # would fail the same way, on a schedule or not.
+    held = (last is not None and last.failed_on_its_data and last.run_key == want.run_key and not retry
+            and (published is None or (last.start_time or 0.0) > datetime.fromisoformat(published.started_at).timestamp()))
+    if held:
+        assert last is not None
         return Notice(name=want.name, message=(
             f"the last run for this model and input (job {last.job_id}) failed: {last.message} "
             f"Nothing runs again until the model, the input or the spec changes, or you run "
             f"`mlopsfile run {want.name}` (or `apply --retry`)."
         ))
+    if published is not None and published.run_key == want.run_key:
+        due = _due(want, published, now)
+        if due is not None:
+            return run(due, [])
+        return Unchanged(name=want.name, reason=_up_to_date(want, published, now))
     reason = _why(want, published)
     if last is not None and last.status in ("FAILED", "STOPPED") and last.run_key == want.run_key:
         reason += f"; the last attempt (job {last.job_id}) ended {last.status}, so it runs again"
@@ -93,7 +102,8 @@ def _why(want: DesiredBatch, published: PublishedRun | None) -> str:
         reasons.append(f"model {model.name} version {model.version} has different artifacts (digest changed)")
     if published.input_digest != want.input.digest:
         reasons.append("the input changed: " + _input_change(published.input_files, want.input.files))
-    changed = sorted(k for k, v in batch_settings(want).items() if published.settings.get(k) != v)
+    changed = sorted(k for k, v in batch_settings(want).items()
+                     if published.settings.get(k) != v and k not in MODEL_SETTINGS)
     if changed and published.settings:
         reasons.append("the output settings changed: " + ", ".join(changed))
     return "; ".join(reasons) or "the published output was made with other settings"

@@ -14,14 +14,23 @@ from mlopsfile.spec.common import Strict, check_memory
 COLUMN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\- ]*$")
 
 
+NICKNAMES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0",
+             "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
+
+
+def cron_expression(value: str) -> str:
+    """The five-field form of a schedule (cron's @daily and friends spelled out)."""
+    return NICKNAMES.get(value.strip().lower(), value)
+
+
 def check_cron(value: str | None) -> str | None:
-    """Five-field cron ('0 2 * * *'), or one of @hourly, @daily, @weekly, @monthly, @yearly."""
+    """Five-field cron ('0 2 * * *', '0 2 * * MON'), or @hourly, @daily, @weekly, @monthly, @yearly."""
     if value is None:
         return value
     from cronsim import CronSim, CronSimError
 
     try:
-        CronSim(value, datetime(2000, 1, 1))
+        CronSim(cron_expression(value), datetime(2000, 1, 1))
     except CronSimError as exc:
         raise ValueError(f"invalid cron schedule {value!r}: {exc}") from exc
     return value

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,3 +121,102 @@ def test_first_apply_runs_and_publishes_then_nothing_until_input_or_alias_moves(
     assert "SUCCEEDED" in status.stdout and str(2 * ROWS_PER_FILE) in status.stdout, status.stdout
     logs = project_dir.cli("logs", name, check=True)
     assert f"published {2 * ROWS_PER_FILE} rows of model version {second}" in logs.stdout, logs.stdout
+
+
+def _job_driver_pid(project_dir: ProjectDir, job_id: str) -> int | None:
+    info = project_dir.project().batch.cluster.get_json(f"/api/jobs/{job_id}") or {}
+    return (info.get("driver_info") or {}).get("pid") and int(info["driver_info"]["pid"])
+
+
+def test_a_job_killed_half_way_publishes_nothing_and_the_rerun_publishes_once(
+        project_dir: ProjectDir, registry: Registry) -> None:
+    name, model = project_dir.name, f"m{project_dir.name}"
+    registry.register(model)
+    write_input(project_dir, registry, files=3)
+    project_dir.write_spec("batch.yaml", batch_spec(name, model, f"models:/{model}@champion", batch_size=500))
+    output = project_dir.root / "out" / name
+    applying = subprocess.Popen([sys.executable, "-m", "mlopsfile", "apply", "--auto-approve"], cwd=project_dir.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Half-way: the job runs and has started writing its staging directory.
+        deadline, pid, job = time.monotonic() + 180, None, None
+        while time.monotonic() < deadline and pid is None:
+            jobs = project_dir.project().batch.jobs()
+            job = next((j for j in jobs if j["status"] == "RUNNING"), None)
+            if job is not None and (output / ".staging" / job["submission_id"]).is_dir():
+                pid = _job_driver_pid(project_dir, job["submission_id"])
+            time.sleep(0.2)
+        assert pid is not None and job is not None, "the job never got to scoring"
+        os.kill(pid, signal.SIGKILL)
+        log, _ = applying.communicate(timeout=180)
+    finally:
+        if applying.poll() is None:
+            applying.kill()
+    assert applying.returncode == 1, log
+    assert not (output / "current").exists(), "a killed run published something"
+
+    rerun = project_dir.cli("plan")
+    assert f"job {job['submission_id']}" in rerun.stdout and "runs again" in rerun.stdout, rerun.stdout
+    project_dir.cli("apply", "--auto-approve", check=True)
+    manifest, frame = published(project_dir, name)
+    assert manifest["rows"] == len(frame) == 3 * ROWS_PER_FILE
+    assert frame["id"].is_unique and sorted(frame["id"]) == list(range(3 * ROWS_PER_FILE))
+    assert [p.name for p in (output / "runs").iterdir()] == [manifest["run_id"]]
+    assert not (output / ".staging").exists() or not any((output / ".staging").iterdir())
+
+
+def test_bad_input_fails_clearly_and_keeps_the_published_output(project_dir: ProjectDir, registry: Registry) -> None:
+    name, model = project_dir.name, f"m{project_dir.name}"
+    registry.register(model)
+    write_input(project_dir, registry, files=1)
+    project_dir.write_spec("batch.yaml", batch_spec(name, model, f"models:/{model}@champion"))
+    project_dir.cli("apply", "--auto-approve", check=True)
+    before, _ = published(project_dir, name)
+
+    # A column the model signature needs is missing.
+    write_input(project_dir, registry, files=1, drop="petal_width")
+    failed = project_dir.cli("apply", "--auto-approve")
+    assert failed.returncode == 1
+    assert "has no column 'petal_width' (the model signature needs: sepal_length" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr
+    status = project_dir.cli("status", check=True)
+    assert "FAILED" in status.stdout and "has no column 'petal_width'" in status.stdout, status.stdout
+    logs = project_dir.cli("logs", name, check=True)
+    assert "mlopsfile: run failed: input file" in logs.stdout, logs.stdout
+    # Held: the same model and input fail the same way, so nothing runs again until one changes.
+    held = project_dir.cli("plan", "--detailed-exitcode")
+    assert held.returncode == 0 and "failed" in held.stdout and f"mlopsfile run {name}" in held.stdout, held.stdout
+
+    # A file that is not parquet at all.
+    (project_dir.root / "data" / "part-0.parquet").write_bytes(b"this is not a parquet file\n" * 50)
+    broken = project_dir.cli("apply", "--auto-approve")
+    assert broken.returncode == 1 and "is not readable parquet" in broken.stderr, broken.stderr
+    after, frame = published(project_dir, name)
+    assert after == before and len(frame) == before["rows"]  # what readers see is untouched
+
+
+def test_a_schedule_fires_in_the_watch_loop(project_dir: ProjectDir, registry: Registry) -> None:
+    name, model = project_dir.name, f"m{project_dir.name}"
+    registry.register(model)
+    write_input(project_dir, registry, files=1, rows=500)
+    project_dir.write_spec("batch.yaml", batch_spec(name, model, f"models:/{model}@champion", schedule="* * * * *"))
+    project_dir.cli("apply", "--auto-approve", check=True)
+    first, _ = published(project_dir, name)
+    status = project_dir.cli("status", check=True)
+    assert ":00+00:00" in status.stdout  # the next run, on a minute boundary
+
+    watching = subprocess.Popen([sys.executable, "-m", "mlopsfile", "watch", "--interval", "3"], cwd=project_dir.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Done when the run is recorded (its output is published a moment before).
+        deadline, reasons = time.monotonic() + 200, [""]
+        while time.monotonic() < deadline and not any("schedule '* * * * *'" in m for m in reasons):
+            time.sleep(2)
+            reasons = [r.message or "" for r in project_dir.project().store.history(name)]
+    finally:
+        watching.send_signal(signal.SIGTERM)
+        log, _ = watching.communicate(timeout=60)
+    assert any("schedule '* * * * *'" in m for m in reasons), (reasons, log)
+    latest, _ = published(project_dir, name)
+    assert latest["run_id"] != first["run_id"]
+    assert latest["rows"] == 500 and latest["started_at"] > first["started_at"]

@@ -1,0 +1,655 @@
+"""Batch scoring throughput and memory: mlopsfile's batch target against a single-process loop.
+
+One CPU-heavy model (a 200-tree scikit-learn random forest over 10 float features,
+``n_jobs=1`` so each replica uses one core) is trained and registered in MLflow with a
+signature; a parquet input of N rows (default 2,000,000, several files, with an ``id``
+column) and a second one of 4 x N rows are written in chunks. Then, in this run:
+
+  baseline       one process: load the same pyfunc model, read the parquet with pyarrow
+                 ``iter_batches`` (same batch size), predict, write parquet
+  mlopsfile 1x   ``Project.apply`` of a batch Deployment over the N-row input: a Ray Job
+                 (runtime/batch_job.py: Ray Data read_parquet -> map_batches on an actor
+                 pool of ``--concurrency`` model replicas -> write_parquet -> publish)
+  mlopsfile 4x   the same over the 4 x N-row input
+
+Printed, each against its baseline: rows/s of the whole apply (wall time) and of the
+manifest's ``score_and_write_s`` over the baseline's rows/s (goal >= 1.3x on 2 cores);
+the peak summed RSS of the job's processes (job driver, job supervisor, Ray Data workers
+and model replicas, sampled every 0.2 s from the process tree of the project's own Ray
+head), and the ratio 4x / 1x (goal <= 1.5x). The head's long-lived services (gcs_server,
+raylet, dashboard, agents) are reported on their own, and PSS beside RSS, because summed
+RSS counts the object store pages every worker maps once per worker.
+
+Everything runs in a temporary project directory with its own MLflow store, state store and
+local Ray head (started by mlopsfile); all of it is stopped by pid and removed on exit,
+Ctrl-C and SIGTERM included.
+
+    .venv/bin/python bench/batch.py            # 2M and 8M rows (about 8 minutes on 2 cores)
+    .venv/bin/python bench/batch.py --quick    # 200k and 800k rows (about 2 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+try:
+    import psutil
+except ImportError:  # Ray vendors psutil and puts it on sys.path when imported; Ray need not be imported here
+    _ray = importlib.util.find_spec("ray")
+    if _ray is None or _ray.origin is None:
+        raise
+    sys.path.append(str(Path(_ray.origin).parent / "thirdparty_files"))
+    import psutil
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mlopsfile.api import Project
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(REPO_ROOT))  # mlopsfile and runtime, when run as a plain script
+
+PYTHON = sys.executable
+MODEL = "forest"
+FEATURES = [f"f{i}" for i in range(10)]
+TREES = 200
+# MLflow saves scikit-learn models with skops, which loads only the types it is told to trust:
+# the forest's trees hold raw node indices. We made this file ourselves, so we trust it.
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+TRAIN_ROWS = 20_000
+DEFAULT_ROWS = 2_000_000
+QUICK_ROWS = 200_000
+SCALE = 4  # the large input is SCALE times the small one
+FILES = 8  # files of the 1x input; the 4x input has SCALE times as many, of the same size
+SAMPLE_INTERVAL_S = 0.2
+THROUGHPUT_GOAL = 1.3
+MEMORY_GOAL = 1.5
+MB = 1024 * 1024
+# Settings from the environment would point the temporary project at someone else's Ray
+# cluster, MLflow or state store; the benchmark must only touch what it starts.
+FOREIGN_ENV = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPSFILE_STATE_URL",
+               "RAY_DASHBOARD_URL")
+HEAD_SERVICES = "head services"
+SPEC_MODEL = """\
+apiVersion: mlopsfile/v1
+kind: Model
+metadata: {{name: {model}}}
+spec: {{uri: "models:/{model}@champion"}}
+"""
+SPEC_DEPLOYMENT = """\
+---
+apiVersion: mlopsfile/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  model: {model}
+  target:
+    type: batch
+    input: data/{data}/*.parquet
+    format: parquet
+    output: out/{name}
+    columns: [id]
+    batch_size: {batch_size}
+    concurrency: {concurrency}
+    resources: {{num_cpus: {num_cpus}}}
+"""
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# -- results -----------------------------------------------------------------------------
+
+
+@dataclass
+class Peak:
+    """The largest summed memory seen over one run's samples, in bytes."""
+
+    job_rss: int = 0
+    job_pss: int = 0
+    head_rss: int = 0
+    all_rss: int = 0  # job + head services in the same sample
+    at_job_peak: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (processes, rss)
+    samples: int = 0
+
+
+@dataclass
+class Result:
+    label: str
+    rows: int
+    seconds: float  # the whole apply (mlopsfile) or the whole loop (baseline)
+    score_s: float | None = None  # the manifest's score_and_write_s
+    total_s: float | None = None  # the manifest's total_s (the job's own run time)
+    peak: Peak = field(default_factory=Peak)
+
+    def rate(self, seconds: float | None = None) -> float:
+        return self.rows / (seconds if seconds is not None else self.seconds)
+
+
+@dataclass
+class Inputs:
+    label: str  # the directory under data/
+    rows: int
+    files: int
+    bytes: int
+
+
+# -- memory ------------------------------------------------------------------------------
+
+
+def role_of(title: str) -> str:
+    """What a process of the Ray head's tree is, from its command line (Ray workers set theirs)."""
+    if "runtime.batch_job" in title:
+        return "job driver"
+    if not title.startswith("ray::"):
+        return HEAD_SERVICES  # ray start, gcs_server, raylet, dashboard and its modules, agents, monitors
+    if "JobSupervisor" in title:
+        return "job supervisor"
+    if "MapWorker" in title or "Scorer" in title:
+        return "model replicas"
+    if title.startswith("ray::IDLE"):
+        return "idle workers"
+    return "read/write tasks"
+
+
+def tree_processes(root_pid: int, classify: Callable[[str], str]) -> dict[str, list[psutil.Process]]:
+    """``root_pid`` and every descendant, grouped by ``classify(command line)``.
+
+    The job driver runs in a session of its own (Ray's job supervisor starts it so), so
+    processes are found by parentage, not by session; only this tree is looked at, so another
+    Ray instance on the machine is never counted.
+    """
+    try:
+        root = psutil.Process(root_pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return {}
+    groups: dict[str, list[psutil.Process]] = {}
+    for process in processes:
+        try:
+            title = " ".join(process.cmdline())
+        except psutil.Error:
+            continue
+        groups.setdefault(classify(title), []).append(process)
+    return groups
+
+
+def memory_of(processes: list[psutil.Process]) -> tuple[int, int]:
+    """Summed (RSS, PSS) of processes; one that exits meanwhile counts as 0."""
+    rss = pss = 0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            info = process.memory_full_info()
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+    return rss, pss
+
+
+class MemorySampler:
+    """Samples the summed memory of a process tree every ``interval_s`` on a thread; keeps the peaks."""
+
+    def __init__(self, find: Callable[[], dict[str, list[psutil.Process]]], interval_s: float = SAMPLE_INTERVAL_S):
+        self.find = find
+        self.interval_s = interval_s
+        self.peak = Peak()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.sample()
+            self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    def sample(self) -> None:
+        by_role = {role: (len(procs), *memory_of(procs)) for role, procs in self.find().items()}
+        job = [v for role, v in by_role.items() if role != HEAD_SERVICES]
+        job_rss, job_pss = sum(v[1] for v in job), sum(v[2] for v in job)
+        head_rss = by_role.get(HEAD_SERVICES, (0, 0, 0))[1]
+        peak = self.peak
+        peak.samples += 1
+        if job_rss > peak.job_rss:
+            peak.job_rss = job_rss
+            peak.at_job_peak = {role: (v[0], v[1]) for role, v in by_role.items()}
+        peak.job_pss = max(peak.job_pss, job_pss)
+        peak.head_rss = max(peak.head_rss, head_rss)
+        peak.all_rss = max(peak.all_rss, job_rss + head_rss)
+
+
+# -- the single-process baseline (run in a child process: `--baseline-child`) -------------
+
+
+def baseline_child(input_dir: Path, output: Path, model_uri: str, tracking_uri: str, batch_size: int) -> int:
+    """Load the pyfunc model, then read -> predict -> write in chunks; print one JSON line.
+
+    The time counted starts before the imports, as the job's score_and_write_s includes its
+    actors' start, imports and model load."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    started = time.monotonic()
+    import mlflow.pyfunc
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    mlflow.set_tracking_uri(tracking_uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    loaded = time.monotonic()
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for path in sorted(input_dir.glob("*.parquet")):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["id", *FEATURES]):
+                frame = batch.to_pandas()
+                predictions = np.asarray(model.predict(frame[FEATURES]))
+                out = pa.Table.from_pandas(pd.DataFrame({"id": frame["id"].to_numpy(), "prediction": predictions}),
+                                           preserve_index=False)
+                writer = writer or pq.ParquetWriter(output, out.schema)
+                writer.write_table(out)
+                rows += len(frame)
+    finally:
+        if writer is not None:
+            writer.close()
+    done = time.monotonic()
+    print(json.dumps({"rows": rows, "seconds": done - started, "load_s": loaded - started}), flush=True)
+    return 0
+
+
+# -- the benchmark -------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    root: Path
+    project: Project | None = None
+    child: subprocess.Popen[str] | None = None
+    head_pid: int = 0
+    model_uri: str = ""
+    train_rows: np.ndarray | None = None
+    inputs: dict[str, Inputs] = field(default_factory=dict)
+    results: list[Result] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".mlopsfile"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.state / 'mlflow.db'}"
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def write_project(self) -> None:
+        (self.root / "specs").mkdir(parents=True)
+        self.state.mkdir()
+        (self.root / "mlopsfile.yaml").write_text(textwrap.dedent(f"""\
+            project: batchbench
+            specs: specs
+            mlflow:
+              tracking_uri: {self.tracking_uri}
+            state:
+              url: sqlite:///{self.state / 'state.db'}
+            """))
+        spec = SPEC_MODEL.format(model=MODEL)
+        for label in ("1x", f"{SCALE}x"):
+            spec += SPEC_DEPLOYMENT.format(name=f"score-{label}", model=MODEL, data=label,
+                                           batch_size=self.args.batch_size, concurrency=self.args.concurrency,
+                                           num_cpus=self.args.num_cpus)
+        (self.root / "specs" / "batch.yaml").write_text(spec)
+
+    def train(self) -> None:
+        """Fit the forest (both cores), then set n_jobs=1 so each replica scores on one core; register it."""
+        import logging
+        import warnings
+
+        import mlflow
+        import pandas as pd
+        from mlflow import MlflowClient
+        from mlflow.models import infer_signature
+        from sklearn.datasets import make_classification
+        from sklearn.ensemble import RandomForestClassifier
+
+        started = time.monotonic()
+        warnings.filterwarnings("ignore")
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        features, labels = make_classification(n_samples=TRAIN_ROWS, n_features=len(FEATURES), n_informative=6,
+                                               random_state=0)
+        self.train_rows = features
+        frame = pd.DataFrame(features, columns=FEATURES)
+        model = RandomForestClassifier(n_estimators=TREES, min_samples_leaf=5, n_jobs=-1, random_state=0)
+        model.fit(frame, labels)
+        model.n_jobs = 1
+        mlflow.set_tracking_uri(self.tracking_uri)
+        experiment = mlflow.create_experiment("batch-bench", artifact_location=(self.state / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.sklearn.log_model(model, name="model", registered_model_name=MODEL,
+                                            signature=infer_signature(frame.head(100), model.predict(frame.head(100))),
+                                            skops_trusted_types=TRUSTED_TYPES)
+        version = str(info.registered_model_version)
+        MlflowClient(self.tracking_uri).set_registered_model_alias(MODEL, "champion", version)
+        self.model_uri = f"models:/{MODEL}/{version}"
+        say(f"  trained a {TREES}-tree random forest on {TRAIN_ROWS:,} rows and registered {self.model_uri} "
+            f"(@champion) in {time.monotonic() - started:.1f} s")
+
+    def write_inputs(self, label: str, rows: int, files: int) -> None:
+        """``files`` parquet files of rows drawn near the training rows, one file in memory at a time."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        assert self.train_rows is not None
+        started = time.monotonic()
+        directory = self.root / "data" / label
+        directory.mkdir(parents=True)
+        rng = np.random.default_rng(len(label) * 1000 + rows)
+        first = 0
+        for number in range(files):
+            count = rows // files + (1 if number < rows % files else 0)
+            values = self.train_rows[rng.integers(0, len(self.train_rows), count)]
+            values = values + rng.normal(0.0, 0.1, values.shape)
+            columns = {"id": pa.array(np.arange(first, first + count, dtype=np.int64))}
+            columns |= {name: pa.array(values[:, i]) for i, name in enumerate(FEATURES)}
+            pq.write_table(pa.table(columns), directory / f"part-{number:03d}.parquet")
+            first += count
+        size = sum(p.stat().st_size for p in directory.iterdir())
+        self.inputs[label] = Inputs(label, rows, files, size)
+        say(f"  wrote input {label}: {rows:,} rows in {files} files, {size / MB:.0f} MB, "
+            f"in {time.monotonic() - started:.1f} s")
+
+    # -- baseline ------------------------------------------------------------------------
+
+    def run_baseline(self) -> None:
+        say(f"baseline: one process, pyarrow iter_batches({self.args.batch_size}) -> pyfunc predict -> parquet")
+        output = self.root / "out" / "baseline.parquet"
+        output.parent.mkdir(exist_ok=True)
+        command = [PYTHON, str(Path(__file__).resolve()), "--baseline-child", str(self.root / "data" / "1x"),
+                   str(output), self.model_uri, self.tracking_uri, str(self.args.batch_size)]
+        self.child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True,
+                                      env=clean_env(), cwd=self.root)
+        pid = self.child.pid
+        with MemorySampler(lambda: tree_processes(pid, lambda _: "baseline process")) as sampler:
+            out, _ = self.child.communicate()
+        code, self.child = self.child.returncode, None
+        if code != 0:
+            raise RuntimeError(f"the baseline process exited with code {code}")
+        facts = json.loads(out.strip().splitlines()[-1])
+        result = Result("baseline", facts["rows"], facts["seconds"], peak=sampler.peak)
+        self.results.append(result)
+        say(f"  {result.rows:,} rows in {result.seconds:.1f} s (imports + model load {facts['load_s']:.1f} s): "
+            f"{result.rate():,.0f} rows/s; peak RSS {result.peak.job_rss / MB:,.0f} MB")
+
+    # -- mlopsfile -----------------------------------------------------------------------
+
+    def open_project(self) -> None:
+        from mlopsfile.api import Project
+
+        self.project = Project.open(self.root)
+        resolved = next(m for m in self.project.desired().models if m.name == MODEL)
+        if resolved.pinned_uri != self.model_uri:
+            raise RuntimeError(f"the project resolves {resolved.pinned_uri}, the baseline loaded {self.model_uri}")
+
+    def start_head(self) -> None:
+        """Start the project's local Ray head before timing anything (as a first apply would)."""
+        from mlopsfile.drivers.ray_cluster import LocalHead
+
+        assert self.project is not None
+        started = time.monotonic()
+        self.project.batch.cluster.endpoint(start=True)  # type: ignore[attr-defined]
+        record = LocalHead(self.project.settings.state_dir).record()
+        assert record is not None
+        self.head_pid = record.pid
+        groups = tree_processes(self.head_pid, role_of)
+        rss = {role: memory_of(procs)[0] for role, procs in groups.items()}
+        say(f"mlopsfile: local Ray head (pid {self.head_pid}, {os.cpu_count()} CPUs) up in "
+            f"{time.monotonic() - started:.1f} s; idle: "
+            + ", ".join(f"{role} {len(groups[role])} procs {rss[role] / MB:,.0f} MB RSS" for role in sorted(groups)))
+
+    def run_batch(self, label: str) -> None:
+        assert self.project is not None
+        name = f"score-{label}"
+        say(f"mlopsfile {label}: apply of batch Deployment {name} (concurrency {self.args.concurrency}, "
+            f"num_cpus {self.args.num_cpus}, batch_size {self.args.batch_size})")
+        plan = self.project.run_one(name)
+        if not plan.changes:
+            raise RuntimeError(f"the plan runs nothing for {name}")
+        with MemorySampler(lambda: tree_processes(self.head_pid, role_of)) as sampler:
+            started = time.monotonic()
+            report = self.project.apply(plan, events=lambda _, message: say(f"  {message}"))
+            seconds = time.monotonic() - started
+        if report.failed:
+            self.show_logs(name)
+            raise RuntimeError(f"apply of {name} failed: {report.failed[0].message}")
+        manifest = json.loads((self.root / "out" / name / "current" / "_manifest.json").read_text())
+        timings = manifest["timings"]
+        result = Result(f"mlopsfile {label}", int(manifest["rows"]), seconds, timings["score_and_write_s"],
+                        timings["total_s"], sampler.peak)
+        if result.rows != self.inputs[label].rows:
+            raise RuntimeError(f"{name} published {result.rows:,} rows of {self.inputs[label].rows:,}")
+        self.results.append(result)
+        say(f"  {result.rows:,} rows: apply {seconds:.1f} s, job {timings['total_s']:.1f} s (check "
+            f"{timings['check_s']:.1f} s, score+write {timings['score_and_write_s']:.1f} s); "
+            f"peak job RSS {result.peak.job_rss / MB:,.0f} MB over {result.peak.samples} samples")
+
+    def check_predictions(self) -> None:
+        """The 1x output holds, per id, exactly the baseline's prediction."""
+        import pyarrow.parquet as pq
+
+        mine = pq.read_table(self.root / "out" / "score-1x" / "current", columns=["id", "prediction"]).sort_by("id")
+        theirs = pq.read_table(self.root / "out" / "baseline.parquet").sort_by("id")
+        same = mine.num_rows == theirs.num_rows and mine["id"].equals(theirs["id"]) \
+            and (mine["prediction"].to_numpy() == theirs["prediction"].to_numpy()).all()
+        if not same:
+            raise RuntimeError("the mlopsfile 1x output differs from the baseline's predictions")
+        say(f"  checked: the 1x output has the baseline's prediction for each of its {mine.num_rows:,} ids")
+
+    def show_logs(self, name: str) -> None:
+        assert self.project is not None
+        with contextlib.suppress(Exception):
+            job_id, logs = self.project.logs(name)
+            say(f"  last lines of job {job_id} (`mlopsfile logs {name}`):")
+            for line in logs.splitlines()[-40:]:
+                say(f"    | {line}")
+
+    def stop(self) -> None:
+        """Stop everything this run started, by pid: the baseline child, then the Ray head."""
+        if self.child is not None and self.child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.child.pid, signal.SIGKILL)
+            self.child.wait(10)
+        if "ray" in sys.modules:
+            import ray
+
+            with contextlib.suppress(Exception):
+                if ray.is_initialized():
+                    ray.shutdown()
+        if self.project is not None:
+            try:
+                stopped = self.project.down()
+                say(f"local Ray head {'stopped' if stopped else 'was not running'}")
+            except Exception as exc:
+                say(f"could not stop the local Ray head: {exc}")
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def verdict(met: bool) -> str:
+    return "MET" if met else "MISSED"
+
+
+def report(bench: Bench) -> None:
+    results = {r.label: r for r in bench.results}
+    baseline = results.get("baseline")
+    say("\n== summary ==")
+    say(f"model: {TREES}-tree RandomForestClassifier (n_jobs=1), {len(FEATURES)} float features; "
+        f"batch_size {bench.args.batch_size}; mlopsfile: concurrency {bench.args.concurrency}, "
+        f"num_cpus {bench.args.num_cpus} per replica; {os.cpu_count()} CPUs")
+    for inputs in bench.inputs.values():
+        say(f"input {inputs.label}: {inputs.rows:,} rows in {inputs.files} parquet files ({inputs.bytes / MB:,.0f} MB)")
+    if baseline is None:
+        return
+    say("\nthroughput                           rows    seconds      rows/s   vs baseline")
+    say(throughput_row("baseline (1 process, loop)", baseline, baseline.seconds, baseline))
+    for result in bench.results[1:]:
+        say(throughput_row(f"{result.label}, whole apply", result, result.seconds, baseline))
+        if result.score_s is not None:
+            say(throughput_row(f"{result.label}, score_and_write_s", result, result.score_s, baseline))
+    one = results.get("mlopsfile 1x")
+    if one is not None:
+        wall, scored = one.rate() / baseline.rate(), one.rate(one.score_s) / baseline.rate()
+        say(f"goal: mlopsfile 1x rows/s >= {THROUGHPUT_GOAL}x the baseline: whole apply {wall:.2f}x "
+            f"{verdict(wall >= THROUGHPUT_GOAL)}; score_and_write {scored:.2f}x {verdict(scored >= THROUGHPUT_GOAL)}")
+    say("\npeak memory (MB)                  job RSS    job PSS  head services RSS  job+head RSS")
+    for result in bench.results:
+        peak = result.peak
+        head = f"{peak.head_rss / MB:>17,.0f}" if result is not baseline else f"{'-':>17}"
+        say(f"{result.label:<30}{peak.job_rss / MB:>11,.0f}{peak.job_pss / MB:>11,.0f}  {head}"
+            f"{peak.all_rss / MB:>14,.0f}")
+    for result in bench.results[1:]:
+        parts = ", ".join(f"{role} {n}x {rss / MB:,.0f}" for role, (n, rss) in sorted(result.peak.at_job_peak.items()))
+        say(f"  {result.label} at its job-RSS peak: {parts}")
+    big = results.get(f"mlopsfile {SCALE}x")
+    if one is not None and big is not None:
+        rss, pss = big.peak.job_rss / one.peak.job_rss, big.peak.job_pss / one.peak.job_pss
+        total = big.peak.all_rss / one.peak.all_rss
+        say(f"goal: peak job RSS {SCALE}x / 1x <= {MEMORY_GOAL}x: {rss:.2f}x {verdict(rss <= MEMORY_GOAL)} "
+            f"(PSS {pss:.2f}x; job+head RSS {total:.2f}x)")
+        say(f"mlopsfile 1x peak job RSS / baseline peak RSS: {one.peak.job_rss / baseline.peak.job_rss:.2f}x")
+    for note in bench.notes:
+        say(f"note: {note}")
+
+
+def throughput_row(label: str, result: Result, seconds: float, baseline: Result) -> str:
+    rate = result.rows / seconds
+    return f"{label:<34}{result.rows:>11,}{seconds:>10.1f}{rate:>12,.0f}{rate / baseline.rate():>10.2f}x"
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the finally blocks stop everything we started."""
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, help=f"rows of the 1x input (default {DEFAULT_ROWS:,}, --quick {QUICK_ROWS:,})")
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run over {QUICK_ROWS:,} rows")
+    parser.add_argument("--files", type=int, default=FILES, help=f"files of the 1x input (default {FILES})")
+    parser.add_argument("--batch-size", type=int, default=4096, help="rows per model call, both sides (default 4096)")
+    parser.add_argument("--concurrency", type=int, default=2, help="model replicas of the batch job (default 2)")
+    parser.add_argument("--num-cpus", type=float, default=0.5,
+                        help="CPUs each replica reserves (default 0.5: two replicas leave one CPU for "
+                             "Ray Data's write tasks, which reserve 1 CPU each)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary project directory")
+    parser.add_argument("--baseline-child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.rows = args.rows or (QUICK_ROWS if args.quick else DEFAULT_ROWS)
+    return args
+
+
+def steps(bench: Bench) -> None:
+    bench.write_project()
+    say("set-up")
+    bench.train()
+    bench.write_inputs("1x", bench.args.rows, bench.args.files)
+    bench.write_inputs(f"{SCALE}x", SCALE * bench.args.rows, SCALE * bench.args.files)
+    bench.run_baseline()
+    bench.open_project()
+    bench.start_head()
+    bench.run_batch("1x")
+    bench.check_predictions()
+    bench.run_batch(f"{SCALE}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.baseline_child:
+        input_dir, output, model_uri, tracking_uri, batch_size = args.baseline_child
+        return baseline_child(Path(input_dir), Path(output), model_uri, tracking_uri, int(batch_size))
+    for name in FOREIGN_ENV:
+        os.environ.pop(name, None)
+    root = Path(tempfile.mkdtemp(prefix="mlopsfile-batch-bench-", dir="/tmp"))
+    bench = Bench(args, root)
+    started = time.monotonic()
+    status = 1
+    with sigterm_as_interrupt():
+        try:
+            say(f"project dir {root}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}")
+            steps(bench)
+            say(f"load average {os.getloadavg()[0]:.2f}")
+            status = 0
+        except KeyboardInterrupt:
+            say("interrupted; cleaning up")
+            status = 130
+        except Exception as exc:
+            say(f"FAILED: {type(exc).__name__}: {exc}")
+        finally:
+            cleanup(bench, root, args.keep)
+    report(bench)
+    say(f"\ntotal time {time.monotonic() - started:.0f} s")
+    return status
+
+
+def cleanup(bench: Bench, root: Path, keep: bool) -> None:
+    # A second Ctrl-C must not cut the clean-up short and leave a Ray head running.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        bench.stop()
+        if keep:
+            say(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
