@@ -35,6 +35,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -45,6 +46,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,6 +89,16 @@ MB = 1024 * 1024
 FOREIGN_ENV = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPSFILE_STATE_URL",
                "RAY_DASHBOARD_URL")
 HEAD_SERVICES = "head services"
+# Ray workers title themselves "ray::<actor class or task>"; the first prefix that matches names the role.
+WORKER_ROLES = (
+    ("DashboardAgent", HEAD_SERVICES), ("RuntimeEnvAgent", HEAD_SERVICES),
+    ("JobSupervisor", "job supervisor"),
+    ("MapWorker", "model replicas"),
+    ("FooterReader", "parquet footer readers"),
+    ("_StatsActor", "Ray Data service actors"), ("ActorLocationTracker", "Ray Data service actors"),
+    ("_AutoscalingCoordinator", "Ray Data service actors"),
+    ("IDLE", "idle workers"),
+)
 SPEC_MODEL = """\
 apiVersion: mlopsfile/v1
 kind: Model
@@ -120,8 +132,8 @@ def say(message: str) -> None:
 
 
 @dataclass
-class Peak:
-    """The largest summed memory seen over one run's samples, in bytes."""
+class Usage:
+    """What one measured phase used: the largest summed memory seen over its samples (bytes), and CPU."""
 
     job_rss: int = 0
     job_pss: int = 0
@@ -129,6 +141,9 @@ class Peak:
     all_rss: int = 0  # job + head services in the same sample
     at_job_peak: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (processes, rss)
     samples: int = 0
+    seconds: float = 0.0
+    cpu_ours_s: float = 0.0  # CPU seconds of the sampled tree and of this script
+    cpu_others_s: float = 0.0  # the machine's busy CPU seconds minus ours: other work on the machine
 
 
 @dataclass
@@ -138,7 +153,8 @@ class Result:
     seconds: float  # the whole apply (mlopsfile) or the whole loop (baseline)
     score_s: float | None = None  # the manifest's score_and_write_s
     total_s: float | None = None  # the manifest's total_s (the job's own run time)
-    peak: Peak = field(default_factory=Peak)
+    usage: Usage = field(default_factory=Usage)
+    notes: list[str] = field(default_factory=list)  # what the job's logs say about its Ray Data plan
 
     def rate(self, seconds: float | None = None) -> float:
         return self.rows / (seconds if seconds is not None else self.seconds)
@@ -160,14 +176,9 @@ def role_of(title: str) -> str:
     if "runtime.batch_job" in title:
         return "job driver"
     if not title.startswith("ray::"):
-        return HEAD_SERVICES  # ray start, gcs_server, raylet, dashboard and its modules, agents, monitors
-    if "JobSupervisor" in title:
-        return "job supervisor"
-    if "MapWorker" in title or "Scorer" in title:
-        return "model replicas"
-    if title.startswith("ray::IDLE"):
-        return "idle workers"
-    return "read/write tasks"
+        return HEAD_SERVICES  # ray start, gcs_server, raylet, dashboard and its modules, monitors
+    name = title[len("ray::"):]
+    return next((role for marker, role in WORKER_ROLES if name.startswith(marker)), "read/list/write tasks")
 
 
 def tree_processes(root_pid: int, classify: Callable[[str], str]) -> dict[str, list[psutil.Process]]:
@@ -203,23 +214,46 @@ def memory_of(processes: list[psutil.Process]) -> tuple[int, int]:
     return rss, pss
 
 
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot."""
+    times = psutil.cpu_times()  # Linux counts guest time inside user time already
+    return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq", "steal"))
+
+
 class MemorySampler:
-    """Samples the summed memory of a process tree every ``interval_s`` on a thread; keeps the peaks."""
+    """Samples the summed memory of a process tree every ``interval_s`` on a thread; keeps the peaks.
+
+    It also follows the tree's CPU time, so the share of the machine other work took meanwhile
+    can be told (a process that exits between two samples loses up to one interval of it).
+    """
 
     def __init__(self, find: Callable[[], dict[str, list[psutil.Process]]], interval_s: float = SAMPLE_INTERVAL_S):
         self.find = find
         self.interval_s = interval_s
-        self.peak = Peak()
+        self.usage = Usage()
+        self._cpu: dict[int, list[float]] = {}  # pid -> [CPU seconds when first seen in this phase, last seen]
+        self._me = psutil.Process()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
 
     def __enter__(self) -> MemorySampler:
+        self._started = (time.monotonic(), time.time(), busy_cpu_s(), self._cpu_of(self._me))
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+        started, _, busy, mine = self._started
+        usage = self.usage
+        usage.seconds = time.monotonic() - started
+        usage.cpu_ours_s = sum(last - first for first, last in self._cpu.values()) + self._cpu_of(self._me) - mine
+        usage.cpu_others_s = max(0.0, busy_cpu_s() - busy - usage.cpu_ours_s)
+
+    @staticmethod
+    def _cpu_of(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -227,19 +261,66 @@ class MemorySampler:
             self.sample()
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
+    def _measure(self, process: psutil.Process) -> tuple[int, int] | None:
+        """(RSS, PSS) of one process, following its CPU time; None when it is gone."""
+        try:
+            with process.oneshot():
+                info = process.memory_full_info()
+                cpu = self._cpu_of(process)
+                born_here = process.create_time() >= self._started[1]
+        except psutil.Error:
+            return None
+        self._cpu.setdefault(process.pid, [0.0 if born_here else cpu, cpu])[1] = cpu
+        return info.rss, getattr(info, "pss", info.rss)
+
     def sample(self) -> None:
-        by_role = {role: (len(procs), *memory_of(procs)) for role, procs in self.find().items()}
+        by_role: dict[str, tuple[int, int, int]] = {}
+        for role, processes in self.find().items():
+            measured = [m for m in map(self._measure, processes) if m is not None]
+            by_role[role] = (len(measured), sum(m[0] for m in measured), sum(m[1] for m in measured))
         job = [v for role, v in by_role.items() if role != HEAD_SERVICES]
         job_rss, job_pss = sum(v[1] for v in job), sum(v[2] for v in job)
         head_rss = by_role.get(HEAD_SERVICES, (0, 0, 0))[1]
-        peak = self.peak
-        peak.samples += 1
-        if job_rss > peak.job_rss:
-            peak.job_rss = job_rss
-            peak.at_job_peak = {role: (v[0], v[1]) for role, v in by_role.items()}
-        peak.job_pss = max(peak.job_pss, job_pss)
-        peak.head_rss = max(peak.head_rss, head_rss)
-        peak.all_rss = max(peak.all_rss, job_rss + head_rss)
+        usage = self.usage
+        usage.samples += 1
+        if job_rss > usage.job_rss:
+            usage.job_rss = job_rss
+            usage.at_job_peak = {role: (v[0], v[1]) for role, v in by_role.items()}
+        usage.job_pss = max(usage.job_pss, job_pss)
+        usage.head_rss = max(usage.head_rss, head_rss)
+        usage.all_rss = max(usage.all_rss, job_rss + head_rss)
+
+
+LOG_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})")
+OPERATOR_DONE_RE = re.compile(r"Operator \w+\[(.+)\] completed")
+OPERATOR_METRIC_RE = re.compile(r"'(num_tasks_finished|num_task_outputs_generated|average_total_task_completion_time_s)'"
+                                r": ([0-9.eE+-]+)")
+
+
+def ray_data_timeline(temp_dir: Path) -> str:
+    """From the newest Ray Data log of the head: when each operator finished, its tasks, blocks out."""
+    logs = sorted((temp_dir / "session_latest" / "logs" / "ray-data").glob("ray-data-dataset_*.log"),
+                  key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return ""
+    lines = logs[-1].read_text(errors="replace").splitlines()
+    started: datetime | None = None
+    parts = []
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        stamp = LOG_TIME_RE.match(line)
+        if stamp is None:
+            continue
+        at = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        if "Starting execution of Dataset" in line:
+            started = at
+        done = OPERATOR_DONE_RE.search(line)
+        if done and started is not None and done.group(1) != "Input":
+            metrics = {key: float(value) for key, value in OPERATOR_METRIC_RE.findall(following)}
+            parts.append(f"{done.group(1)} +{(at - started).total_seconds():.1f} s "
+                         f"({metrics.get('num_tasks_finished', 0):.0f} tasks of "
+                         f"{metrics.get('average_total_task_completion_time_s', 0):.1f} s avg, "
+                         f"{metrics.get('num_task_outputs_generated', 0):.0f} blocks out)")
+    return "; ".join(parts)
 
 
 # -- the single-process baseline (run in a child process: `--baseline-child`) -------------
@@ -295,11 +376,11 @@ class Bench:
     project: Project | None = None
     child: subprocess.Popen[str] | None = None
     head_pid: int = 0
+    head_temp_dir: str = ""
     model_uri: str = ""
     train_rows: np.ndarray | None = None
     inputs: dict[str, Inputs] = field(default_factory=dict)
     results: list[Result] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> Path:
@@ -405,10 +486,10 @@ class Bench:
         if code != 0:
             raise RuntimeError(f"the baseline process exited with code {code}")
         facts = json.loads(out.strip().splitlines()[-1])
-        result = Result("baseline", facts["rows"], facts["seconds"], peak=sampler.peak)
+        result = Result("baseline", facts["rows"], facts["seconds"], usage=sampler.usage)
         self.results.append(result)
         say(f"  {result.rows:,} rows in {result.seconds:.1f} s (imports + model load {facts['load_s']:.1f} s): "
-            f"{result.rate():,.0f} rows/s; peak RSS {result.peak.job_rss / MB:,.0f} MB")
+            f"{result.rate():,.0f} rows/s; peak RSS {result.usage.job_rss / MB:,.0f} MB")
 
     # -- mlopsfile -----------------------------------------------------------------------
 
@@ -429,18 +510,36 @@ class Bench:
         self.project.batch.cluster.endpoint(start=True)  # type: ignore[attr-defined]
         record = LocalHead(self.project.settings.state_dir).record()
         assert record is not None
-        self.head_pid = record.pid
+        self.head_pid, self.head_temp_dir = record.pid, record.temp_dir
+        self.wait_for_dashboard()
         groups = tree_processes(self.head_pid, role_of)
         rss = {role: memory_of(procs)[0] for role, procs in groups.items()}
         say(f"mlopsfile: local Ray head (pid {self.head_pid}, {os.cpu_count()} CPUs) up in "
             f"{time.monotonic() - started:.1f} s; idle: "
             + ", ".join(f"{role} {len(groups[role])} procs {rss[role] / MB:,.0f} MB RSS" for role in sorted(groups)))
 
+    def wait_for_dashboard(self, timeout_s: float = 180.0) -> None:
+        """A fresh head answers /api/version before its job API keeps up (slowly, on a busy machine)."""
+        from mlopsfile.errors import DriverError
+
+        assert self.project is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.project.batch.jobs()  # type: ignore[attr-defined]
+                self.project.observe()
+                return
+            except DriverError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2.0)
+
     def run_batch(self, label: str) -> None:
         assert self.project is not None
         name = f"score-{label}"
         say(f"mlopsfile {label}: apply of batch Deployment {name} (concurrency {self.args.concurrency}, "
             f"num_cpus {self.args.num_cpus}, batch_size {self.args.batch_size})")
+        self.wait_for_dashboard()
         plan = self.project.run_one(name)
         if not plan.changes:
             raise RuntimeError(f"the plan runs nothing for {name}")
@@ -454,13 +553,29 @@ class Bench:
         manifest = json.loads((self.root / "out" / name / "current" / "_manifest.json").read_text())
         timings = manifest["timings"]
         result = Result(f"mlopsfile {label}", int(manifest["rows"]), seconds, timings["score_and_write_s"],
-                        timings["total_s"], sampler.peak)
+                        timings["total_s"], sampler.usage)
         if result.rows != self.inputs[label].rows:
             raise RuntimeError(f"{name} published {result.rows:,} rows of {self.inputs[label].rows:,}")
         self.results.append(result)
         say(f"  {result.rows:,} rows: apply {seconds:.1f} s, job {timings['total_s']:.1f} s (check "
             f"{timings['check_s']:.1f} s, score+write {timings['score_and_write_s']:.1f} s); "
-            f"peak job RSS {result.peak.job_rss / MB:,.0f} MB over {result.peak.samples} samples")
+            f"peak job RSS {result.usage.job_rss / MB:,.0f} MB over {result.usage.samples} samples")
+        result.notes = self.job_notes(name)  # printed with the summary
+
+    def job_notes(self, name: str) -> list[str]:
+        """What the job's log (`mlopsfile logs`) and Ray Data's own log say about the run's plan."""
+        assert self.project is not None
+        notes = []
+        with contextlib.suppress(Exception):
+            for line in self.project.logs(name)[1].splitlines():
+                if "Execution plan of Dataset " in line:
+                    notes.append("Ray Data plan: " + line.split("Execution plan of Dataset ", 1)[1].split(": ", 1)[-1])
+                elif "UserWarning: " in line:
+                    notes.append("Ray Data warning: " + line.split("UserWarning: ", 1)[1].strip())
+        timeline = ray_data_timeline(Path(self.head_temp_dir))
+        if timeline:
+            notes.append("Ray Data operators (done at, from the start of execution): " + timeline)
+        return notes
 
     def check_predictions(self) -> None:
         """The 1x output holds, per id, exactly the baseline's prediction."""
@@ -516,16 +631,18 @@ def report(bench: Bench) -> None:
     say(f"model: {TREES}-tree RandomForestClassifier (n_jobs=1), {len(FEATURES)} float features; "
         f"batch_size {bench.args.batch_size}; mlopsfile: concurrency {bench.args.concurrency}, "
         f"num_cpus {bench.args.num_cpus} per replica; {os.cpu_count()} CPUs")
+    if bench.args.job_env:
+        say(f"what-if: the Ray head and its jobs ran with {' '.join(bench.args.job_env)}")
     for inputs in bench.inputs.values():
         say(f"input {inputs.label}: {inputs.rows:,} rows in {inputs.files} parquet files ({inputs.bytes / MB:,.0f} MB)")
     if baseline is None:
         return
-    say("\nthroughput                           rows    seconds      rows/s   vs baseline")
+    say("\nthroughput                           rows    seconds      rows/s  vs baseline   others' CPU")
     say(throughput_row("baseline (1 process, loop)", baseline, baseline.seconds, baseline))
     for result in bench.results[1:]:
         say(throughput_row(f"{result.label}, whole apply", result, result.seconds, baseline))
         if result.score_s is not None:
-            say(throughput_row(f"{result.label}, score_and_write_s", result, result.score_s, baseline))
+            say(throughput_row(f"{result.label}, score_and_write_s", result, result.score_s, baseline, others=False))
     one = results.get("mlopsfile 1x")
     if one is not None:
         wall, scored = one.rate() / baseline.rate(), one.rate(one.score_s) / baseline.rate()
@@ -533,27 +650,33 @@ def report(bench: Bench) -> None:
             f"{verdict(wall >= THROUGHPUT_GOAL)}; score_and_write {scored:.2f}x {verdict(scored >= THROUGHPUT_GOAL)}")
     say("\npeak memory (MB)                  job RSS    job PSS  head services RSS  job+head RSS")
     for result in bench.results:
-        peak = result.peak
+        peak = result.usage
         head = f"{peak.head_rss / MB:>17,.0f}" if result is not baseline else f"{'-':>17}"
         say(f"{result.label:<30}{peak.job_rss / MB:>11,.0f}{peak.job_pss / MB:>11,.0f}  {head}"
             f"{peak.all_rss / MB:>14,.0f}")
     for result in bench.results[1:]:
-        parts = ", ".join(f"{role} {n}x {rss / MB:,.0f}" for role, (n, rss) in sorted(result.peak.at_job_peak.items()))
+        parts = ", ".join(f"{role} {n}x {rss / MB:,.0f}" for role, (n, rss) in sorted(result.usage.at_job_peak.items()))
         say(f"  {result.label} at its job-RSS peak: {parts}")
     big = results.get(f"mlopsfile {SCALE}x")
     if one is not None and big is not None:
-        rss, pss = big.peak.job_rss / one.peak.job_rss, big.peak.job_pss / one.peak.job_pss
-        total = big.peak.all_rss / one.peak.all_rss
+        rss, pss = big.usage.job_rss / one.usage.job_rss, big.usage.job_pss / one.usage.job_pss
+        total = big.usage.all_rss / one.usage.all_rss
         say(f"goal: peak job RSS {SCALE}x / 1x <= {MEMORY_GOAL}x: {rss:.2f}x {verdict(rss <= MEMORY_GOAL)} "
             f"(PSS {pss:.2f}x; job+head RSS {total:.2f}x)")
-        say(f"mlopsfile 1x peak job RSS / baseline peak RSS: {one.peak.job_rss / baseline.peak.job_rss:.2f}x")
-    for note in bench.notes:
-        say(f"note: {note}")
+        say(f"mlopsfile 1x peak job RSS / baseline peak RSS: {one.usage.job_rss / baseline.usage.job_rss:.2f}x")
+    for result in bench.results[1:]:
+        for note in result.notes:
+            say(f"{result.label}: {note}")
+    say("others' CPU: the machine's busy CPU time during the phase minus that of the measured processes and "
+        "of this script, per second")
 
 
-def throughput_row(label: str, result: Result, seconds: float, baseline: Result) -> str:
+def throughput_row(label: str, result: Result, seconds: float, baseline: Result, others: bool = True) -> str:
+    """One row; ``others``: how many cores other work on the machine took meanwhile, on average."""
     rate = result.rows / seconds
-    return f"{label:<34}{result.rows:>11,}{seconds:>10.1f}{rate:>12,.0f}{rate / baseline.rate():>10.2f}x"
+    usage = result.usage
+    busy = f"{usage.cpu_others_s / usage.seconds:>10.2f} cores" if others and usage.seconds else ""
+    return f"{label:<34}{result.rows:>11,}{seconds:>10.1f}{rate:>12,.0f}{rate / baseline.rate():>10.2f}x  {busy}"
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -588,10 +711,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-cpus", type=float, default=0.5,
                         help="CPUs each replica reserves (default 0.5: two replicas leave one CPU for "
                              "Ray Data's write tasks, which reserve 1 CPU each)")
+    parser.add_argument("--job-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="what-if: an environment variable for the Ray head, which its jobs inherit "
+                             "(e.g. RAY_DATA_USE_DATASOURCE_V2=0); repeatable")
     parser.add_argument("--keep", action="store_true", help="keep the temporary project directory")
     parser.add_argument("--baseline-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.rows = args.rows or (QUICK_ROWS if args.quick else DEFAULT_ROWS)
+    if any("=" not in item for item in args.job_env):
+        parser.error("--job-env takes NAME=VALUE")
     return args
 
 
@@ -616,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         return baseline_child(Path(input_dir), Path(output), model_uri, tracking_uri, int(batch_size))
     for name in FOREIGN_ENV:
         os.environ.pop(name, None)
+    os.environ.update(item.split("=", 1) for item in args.job_env)  # the head starts with (a copy of) ours
     root = Path(tempfile.mkdtemp(prefix="mlopsfile-batch-bench-", dir="/tmp"))
     bench = Bench(args, root)
     started = time.monotonic()

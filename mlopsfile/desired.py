@@ -7,6 +7,7 @@ from typing import Protocol
 
 from mlopsfile.errors import ResolveError, SpecError, SpecErrors
 from mlopsfile.resources import (
+    BatchRollout,
     BatchScoring,
     DesiredBatch,
     DesiredDeployment,
@@ -66,7 +67,7 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
         model = resolved[document.spec.model]
         if isinstance(document.spec.target, BatchTarget):
             try:
-                batches.append(desired_batch(specset, name, model, runtime_digest, inputs, root or Path.cwd()))
+                batches.append(desired_batch(specset, name, resolved, runtime_digest, inputs, root or Path.cwd()))
             except ResolveError as exc:
                 errors.append(specset.deployments[name].error(str(exc), "spec", "target", "input"))
             continue
@@ -96,11 +97,12 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
     )
 
 
-def desired_batch(specset: SpecSet, name: str, model: ResolvedModel, runtime_digest: str,
+def desired_batch(specset: SpecSet, name: str, resolved: dict[str, ResolvedModel], runtime_digest: str,
                   inputs: InputLister | None, root: Path) -> DesiredBatch:
     document = specset.deployment(name)
     target = document.spec.target
     assert isinstance(target, BatchTarget)
+    model = resolved[document.spec.model]
     if inputs is None:
         raise ResolveError("batch deployments need the batch driver to list their input")
     job = BatchScoring(
@@ -114,7 +116,17 @@ def desired_batch(specset: SpecSet, name: str, model: ResolvedModel, runtime_dig
     )
     return DesiredBatch(name=name, spec_digest=specset.deployment_digest(name), source=specset.deployments[name].at(),
                         model=model, job=job, input=inputs.snapshot(job.inputs, job.format),
-                        labels=document.metadata.labels)
+                        labels=document.metadata.labels, rollout=batch_rollout(document, resolved))
+
+
+def batch_rollout(document: DeploymentDocument, resolved: dict[str, ResolvedModel]) -> BatchRollout:
+    rollout = document.spec.rollout
+    if isinstance(rollout, CanaryRollout):
+        return BatchRollout(strategy="canary", sample=rollout.sample or 0.05,
+                            min_agreement=rollout.analysis.min_agreement, max_mean_shift=rollout.analysis.max_mean_shift)
+    if isinstance(rollout, ShadowRollout):
+        return BatchRollout(strategy="shadow", candidate=resolved[rollout.candidate])
+    return BatchRollout()
 
 
 def output_path(document: DeploymentDocument, root: Path) -> str:
@@ -160,7 +172,7 @@ def rollout_settings(document: DeploymentDocument) -> RolloutSettings:
     rollout = document.spec.rollout
     if isinstance(rollout, CanaryRollout):
         return RolloutSettings(
-            strategy="canary", steps=tuple((step.weight, _seconds(step.pause)) for step in rollout.steps),
+            strategy="canary", steps=tuple((step.weight, _seconds(step.pause)) for step in rollout.steps or []),
             max_error_rate=rollout.analysis.max_error_rate, max_p99_ms=rollout.analysis.max_p99_ms,
             min_requests=rollout.analysis.min_requests, keep_previous_s=duration_seconds(rollout.keep_previous),
         )

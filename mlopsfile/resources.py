@@ -178,6 +178,28 @@ class InputSnapshot(Value):
         return sum(f.size for f in self.files)
 
 
+class BatchRollout(Value):
+    """``spec.rollout`` of a batch deployment: how a new version or a candidate is tried on files."""
+
+    strategy: Literal["direct", "canary", "shadow"] = "direct"
+    sample: float = Field(default=0.05, description="Canary: share of input rows scored by both versions first.")
+    min_agreement: float | None = None
+    max_mean_shift: float | None = None
+    candidate: ResolvedModel | None = Field(default=None, description="Shadow: the Model scored into the side output.")
+
+    def describe(self) -> str:
+        if self.strategy == "canary":
+            gates = [f"agreement >= {self.min_agreement:g}" if self.min_agreement is not None else "",
+                     f"mean shift <= {self.max_mean_shift:g} sd" if self.max_mean_shift is not None else ""]
+            gates_text = " and ".join(g for g in gates if g) or "no gates (the sample is only reported)"
+            return (f"canary: score {self.sample * 100:g}% of the rows with both versions; the full run starts "
+                    f"only if {gates_text}")
+        if self.strategy == "shadow" and self.candidate is not None:
+            return (f"shadow: every row is also scored by {self.candidate.name} version {self.candidate.version} "
+                    "into <output>/shadow/, with its agreement")
+        return "direct: the next run uses the new version"
+
+
 class DesiredBatch(Value):
     """A batch Deployment as the specs want it, model resolved and input listed."""
 
@@ -189,11 +211,15 @@ class DesiredBatch(Value):
     job: BatchScoring
     input: InputSnapshot
     labels: dict[str, str] = Field(default_factory=dict)
+    rollout: BatchRollout = Field(default_factory=BatchRollout)
 
     @property
     def run_key(self) -> str:
-        """What a published output must match to be current: model, input and output settings."""
-        return canonical_digest([self.job.model_digest, self.input.digest, output_digest(self.job)])[:16]
+        """What a published output must match to be current: model, input, output settings (and a shadow)."""
+        parts = [self.job.model_digest, self.input.digest, output_digest(self.job)]
+        if self.rollout.candidate is not None:
+            parts.append(self.rollout.candidate.digest)
+        return canonical_digest(parts)[:16]
 
 
 class PublishedRun(Value):
@@ -201,6 +227,7 @@ class PublishedRun(Value):
 
     run_id: str
     run_key: str
+    model_uri: str = ""
     model_version: str
     model_digest: str
     input_digest: str

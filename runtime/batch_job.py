@@ -11,7 +11,9 @@ staging directory. Only a complete run is published:
     <output>/current -> runs/<run id>                          (one atomic symlink swap)
 
 so a job killed half-way leaves nothing where readers look, and every published
-directory holds the output of one model version over one input. A run that fails on
+directory holds the output of one model version over one input. A canary first scores a
+sample with both versions and stops unless its gates pass; a shadow candidate's
+predictions are published the same way under ``<output>/shadow/`` (see batch_trials). A run that fails on
 its own (bad input, missing column, model error) prints one ``mlopsfile: run failed:``
 line and exits with code 3.
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.batch_files import FileFacts, InputError, facts_of, resolve_format
+from runtime.batch_trials import CANDIDATE_COLUMN, REFERENCE_COLUMN, Agreement, PairScorer
 
 FAILURE_EXIT_CODE = 3
 KEEP_RUNS = 2  # the published run and the one before it
@@ -74,16 +77,32 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     staging = output / ".staging" / config["run_id"]
     _clear_staging(output)
     staging.mkdir(parents=True)
-    _score(config, [f.path for f in files], file_format, features, staging)
+    dataset = _read([f.path for f in files], file_format)
+    trials: dict[str, Any] = {}
+    if config.get("canary"):
+        trials["canary"] = _canary(config, dataset, features)
+    _score(config, dataset, features, staging)
     scored = time.monotonic()
+    side = output / ".staging" / f"{config['run_id']}-shadow"
+    if config.get("shadow"):
+        trials["shadow"] = {**_split_shadow(staging, side, config["prediction_column"]),
+                            "model": config["shadow"]["model"], "model_version": config["shadow"]["model_version"],
+                            "path": str(output / "shadow" / "runs" / config["run_id"])}
     rows, schema, parts = _describe(staging)
     manifest = {
-        **config["manifest"], "run_id": config["run_id"], "rows": rows, "schema": schema, "files": parts,
+        **config["manifest"], **trials, "run_id": config["run_id"], "rows": rows, "schema": schema, "files": parts,
         "input_files": config["input_files"], "started_at": started_at, "finished_at": _now(),
         "path": str(output / "runs" / config["run_id"]),
         "timings": {"check_s": checked - started, "score_and_write_s": scored - checked,
                     "total_s": time.monotonic() - started},
     }
+    if config.get("shadow"):
+        side_manifest = {**manifest, "model_uri": config["shadow"]["model_uri"],
+                         "model_version": config["shadow"]["model_version"], "path": trials["shadow"]["path"]}
+        (side / MANIFEST).write_text(json.dumps(side_manifest, indent=2, sort_keys=True))
+        _publish(output / "shadow", side, config["run_id"])
+        print(f"mlopsfile: shadow {config['shadow']['model']} version {config['shadow']['model_version']}: "
+              f"agreement {trials['shadow']['agreement']:.4f} over {trials['shadow']['rows']} rows", flush=True)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     _publish(output, staging, config["run_id"])
     return manifest
@@ -166,25 +185,79 @@ class Scorer:
         return out
 
 
-def _score(config: dict[str, Any], paths: list[str], file_format: str, features: list[str], staging: Path) -> None:
+def _read(paths: list[str], file_format: str) -> Any:
     import ray
 
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
+    ray.data.DataContext.get_current().enable_progress_bars = False
     # Reads are I/O: a quarter CPU each, so they never wait behind the model replicas' reservations.
-    dataset = ray.data.read_parquet(paths, num_cpus=0.25) if file_format == "parquet" \
+    return ray.data.read_parquet(paths, num_cpus=0.25) if file_format == "parquet" \
         else ray.data.read_csv(paths, num_cpus=0.25)
-    env = {f"MLFLOW_{k.upper()}": config[k] for k in ("tracking_uri", "registry_uri") if config.get(k)}
+
+
+def _replicas(config: dict[str, Any]) -> dict[str, Any]:
+    """map_batches arguments for the model replicas: batch size, pool and reservations."""
+    import ray
+
     remote: dict[str, Any] = {"num_cpus": config["num_cpus"]}
     if config.get("memory"):
         remote["memory"] = config["memory"]
-    scored = dataset.map_batches(
-        Scorer, fn_constructor_kwargs={"model_uri": config["model_uri"], "env": env, "features": features,
-                                       "keep": config["columns"], "prediction_column": config["prediction_column"]},
-        batch_size=config["batch_size"], batch_format="pandas",
-        compute=ray.data.ActorPoolStrategy(size=config["concurrency"]), **remote,
-    )
+    return {"batch_size": config["batch_size"], "batch_format": "pandas",
+            "compute": ray.data.ActorPoolStrategy(size=config["concurrency"]), **remote}
+
+
+def _env(config: dict[str, Any]) -> dict[str, str]:
+    return {f"MLFLOW_{k.upper()}": config[k] for k in ("tracking_uri", "registry_uri") if config.get(k)}
+
+
+def _canary(config: dict[str, Any], dataset: Any, features: list[str]) -> dict[str, Any]:
+    """Score a sample with the published and the new version; raise unless the gates pass."""
+    canary = config["canary"]
+    sample = dataset.random_sample(canary["sample"], seed=0).map_batches(
+        PairScorer, fn_constructor_kwargs={"first_uri": canary["previous_model_uri"], "second_uri": config["model_uri"],
+                                           "env": _env(config), "features": features, "keep": [],
+                                           "prediction_column": None}, **_replicas(config))
+    agreement = Agreement()
+    for batch in sample.iter_batches(batch_format="pandas", batch_size=None):
+        agreement.add(batch[REFERENCE_COLUMN].to_numpy(), batch[CANDIDATE_COLUMN].to_numpy())
+    report = {**agreement.report(), "previous_model_uri": canary["previous_model_uri"], "sample": canary["sample"]}
+    print(f"mlopsfile: canary over {agreement.rows} sampled rows: agreement {agreement.agreement:.4f}, "
+          f"mean shift {report['mean_shift_sd']}", flush=True)
+    failures = agreement.failed_gates(canary.get("min_agreement"), canary.get("max_mean_shift"))
+    if not agreement.rows:
+        failures.append("the sample is empty")
+    if failures:
+        raise RunFailure(f"canary gate failed on {agreement.rows} sampled rows: {'; '.join(failures)}; "
+                         "the full run was not started and the published output stays")
+    return report
+
+
+def _score(config: dict[str, Any], dataset: Any, features: list[str], staging: Path) -> None:
+    keep, column = config["columns"], config["prediction_column"]
+    if config.get("shadow"):
+        scored = dataset.map_batches(PairScorer, fn_constructor_kwargs={
+            "first_uri": config["model_uri"], "second_uri": config["shadow"]["model_uri"], "env": _env(config),
+            "features": features, "keep": keep, "prediction_column": column}, **_replicas(config))
+    else:
+        scored = dataset.map_batches(Scorer, fn_constructor_kwargs={
+            "model_uri": config["model_uri"], "env": _env(config), "features": features, "keep": keep,
+            "prediction_column": column}, **_replicas(config))
     scored.write_parquet(str(staging))
+
+
+def _split_shadow(staging: Path, side: Path, prediction_column: str) -> dict[str, Any]:
+    """Part by part: the published columns stay, the candidate's go to the side output."""
+    import pyarrow.parquet as pq
+
+    side.mkdir(parents=True)
+    agreement = Agreement()
+    for part in sorted(p for p in staging.iterdir() if p.suffix == ".parquet"):
+        table = pq.read_table(part)
+        agreement.add(table[prediction_column].to_numpy(), table[CANDIDATE_COLUMN].to_numpy())
+        candidate = table.drop_columns([prediction_column]).rename_columns(
+            [prediction_column if n == CANDIDATE_COLUMN else n for n in table.column_names if n != prediction_column])
+        pq.write_table(candidate, side / part.name)
+        pq.write_table(table.drop_columns([CANDIDATE_COLUMN]), part)
+    return agreement.report()
 
 
 def _describe(staging: Path) -> tuple[int, list[dict[str, str]], list[dict[str, Any]]]:

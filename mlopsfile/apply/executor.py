@@ -57,7 +57,8 @@ class BatchRuns(Protocol):
 
     def observe(self, outputs: dict[str, str]) -> list[ObservedBatch]: ...
 
-    def run(self, batch: DesiredBatch, ownership: Ownership, reason: str, events: Events | None = None) -> JobRun:
+    def run(self, batch: DesiredBatch, ownership: Ownership, reason: str, events: Events | None = None,
+            previous_model_uri: str | None = None) -> JobRun:
         """Submit one run and wait for it; raise DriverError with the job's reason when it fails."""
         ...
 
@@ -141,7 +142,10 @@ class Executor:
 
     def visit_run(self, plan: Plan, change: Change) -> None:
         assert change.batch is not None and self.batch is not None
-        self.batch.run(change.batch, self._ownership(plan, change), change.reason, self.events)
+        live = self.observed.batch(change.name)
+        canary = change.rollout is not None and change.rollout.strategy == "canary"
+        previous = live.published.model_uri if canary and live is not None and live.published else None
+        self.batch.run(change.batch, self._ownership(plan, change), change.reason, self.events, previous)
 
     def visit_delete(self, plan: Plan, change: Change) -> None:
         if change.target == "batch":

@@ -98,12 +98,17 @@ class BatchDriver:
 
     # -- running -------------------------------------------------------------------
 
-    def run(self, batch: DesiredBatch, ownership: Ownership, reason: str, events: Events | None = None) -> JobRun:
-        """Submit one run and wait for it to end; a failed run raises with the job's own message."""
+    def run(self, batch: DesiredBatch, ownership: Ownership, reason: str, events: Events | None = None,
+            previous_model_uri: str | None = None) -> JobRun:
+        """Submit one run and wait for it to end; a failed run raises with the job's own message.
+
+        ``previous_model_uri``: the published version a canary samples against.
+        """
         events = events or (lambda *_: None)
         client = self._client()
         run_id = f"{batch.name}-r{ownership.revision}-{secrets.token_hex(3)}"
-        entrypoint = f"{self._python()} -m runtime.batch_job {_encode(self._config(batch, ownership, run_id))}"
+        config = self._config(batch, ownership, run_id, previous_model_uri)
+        entrypoint = f"{self._python()} -m runtime.batch_job {_encode(config)}"
         job_id = self._submit(client, batch.name, entrypoint=entrypoint, submission_id=run_id,
                               runtime_env={"working_dir": str(stage_runtime(self.settings.state_dir))},
                               metadata=self._metadata(batch, ownership, reason))
@@ -172,9 +177,18 @@ class BatchDriver:
         local = self.cluster.local_head is not None or address == "auto" or host in ("127.0.0.1", "localhost")
         return sys.executable if local else "python"
 
-    def _config(self, batch: DesiredBatch, ownership: Ownership, run_id: str) -> dict[str, Any]:
+    def _config(self, batch: DesiredBatch, ownership: Ownership, run_id: str,
+                previous_model_uri: str | None) -> dict[str, Any]:
         job = batch.job
-        return {
+        rollout = batch.rollout
+        trial: dict[str, Any] = {}
+        if rollout.strategy == "canary" and previous_model_uri:
+            trial["canary"] = {"previous_model_uri": previous_model_uri, "sample": rollout.sample,
+                               "min_agreement": rollout.min_agreement, "max_mean_shift": rollout.max_mean_shift}
+        if rollout.strategy == "shadow" and rollout.candidate is not None:
+            trial["shadow"] = {"model_uri": rollout.candidate.pinned_uri, "model_version": rollout.candidate.version,
+                               "model": rollout.candidate.name}
+        return {**trial,
             "run_id": run_id, "model_uri": job.model_uri, "format": job.format, "output": job.output,
             "columns": list(job.columns), "prediction_column": job.prediction_column,
             "batch_size": job.batch_size, "concurrency": job.concurrency, "num_cpus": job.num_cpus,
@@ -203,7 +217,8 @@ def read_manifest(output: str) -> PublishedRun | None:
     try:
         data = json.loads(path.read_text())
         return PublishedRun(
-            run_id=data["run_id"], run_key=data["run_key"], model_version=str(data["model_version"]),
+            run_id=data["run_id"], run_key=data["run_key"], model_uri=data.get("model_uri", ""),
+            model_version=str(data["model_version"]),
             model_digest=data["model_digest"], input_digest=data["input_digest"], rows=int(data["rows"]),
             started_at=data["started_at"], finished_at=data["finished_at"], path=str(path.parent.resolve()),
             input_files=tuple(InputFile(**f) for f in data.get("input_files", [])),

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mlopsfile.plan.types import Action, Change, FieldDiff, Notice, Unchanged
+from mlopsfile.plan.types import Action, Change, FieldDiff, Notice, RolloutChange, Unchanged
 from mlopsfile.resources import (
     OUTPUT_FIELDS,
     DesiredBatch,
@@ -56,7 +56,7 @@ def _outcome(want: DesiredBatch, live: ObservedBatch | None, revision: int, now:
              forced: bool) -> Outcome:
     def run(reason: str, diffs: list[FieldDiff]) -> Change:
         return Change(action=Action.RUN, name=want.name, target="batch", reason=reason, diffs=tuple(diffs),
-                      batch=want, revision=revision)
+                      batch=want, revision=revision, rollout=_rollout(want, live.published if live else None))
 
     last = live.last_job if live else None
     if last is not None and last.active:
@@ -87,6 +87,19 @@ def _outcome(want: DesiredBatch, live: ObservedBatch | None, revision: int, now:
     if last is not None and last.status in ("FAILED", "STOPPED") and last.run_key == want.run_key:
         reason += f"; the last attempt (job {last.job_id}) ended {last.status}, so it runs again"
     return run(reason, diffs)
+
+
+def _rollout(want: DesiredBatch, published: PublishedRun | None) -> RolloutChange | None:
+    """A canary when the model moves away from a published version; a shadow on every run."""
+    settings = want.rollout
+    if settings.strategy == "shadow" and settings.candidate is not None:
+        return RolloutChange(strategy="shadow", from_version=want.model.version, to_version=settings.candidate.version,
+                             candidate_model=settings.candidate.name, description=settings.describe())
+    if settings.strategy == "canary" and published is not None and published.model_uri \
+            and published.model_digest != want.job.model_digest:
+        return RolloutChange(strategy="canary", from_version=published.model_version, to_version=want.model.version,
+                             candidate_model=want.model.name, description=settings.describe())
+    return None
 
 
 def _why(want: DesiredBatch, published: PublishedRun | None) -> str:

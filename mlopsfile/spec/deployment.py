@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mlopsfile.spec.batch import BatchTarget
 from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict, check_memory, check_route
-from mlopsfile.spec.rollout import BlueGreenRollout, DirectRollout, Rollout
+from mlopsfile.spec.rollout import BlueGreenRollout, CanaryRollout, DirectRollout, Rollout, ShadowRollout
 
 
 class Resources(Strict):
@@ -105,13 +105,38 @@ class DeploymentSpec(Strict):
     )
 
     @model_validator(mode="after")
-    def _batch_rolls_out_directly(self) -> DeploymentSpec:
-        if isinstance(self.target, BatchTarget) and not isinstance(self.rollout, DirectRollout):
-            raise ValueError(
-                f"rollout strategy {self.rollout.strategy!r} is for online targets; a batch target "
-                "scores with the new version on its next run (strategy: direct)"
-            )
+    def _rollout_fits_target(self) -> DeploymentSpec:
+        rollout = self.rollout
+        if isinstance(self.target, BatchTarget):
+            _check_batch_rollout(rollout)
+            return self
+        if isinstance(rollout, CanaryRollout):
+            if not rollout.steps:
+                raise ValueError("a canary of an online target needs steps: [{weight: ..., pause: ...}, ...]")
+            if rollout.sample is not None:
+                raise ValueError("rollout.sample is for batch targets; an online canary shifts traffic in steps")
+        analysis = getattr(rollout, "analysis", None)
+        if analysis is not None and (analysis.min_agreement is not None or analysis.max_mean_shift is not None):
+            raise ValueError("analysis.min_agreement and max_mean_shift are gates of batch canaries")
         return self
+
+
+def _check_batch_rollout(rollout: Rollout) -> None:
+    """A batch target rolls out directly, through a sampled canary, or with a shadow candidate."""
+    if isinstance(rollout, CanaryRollout):
+        if rollout.steps:
+            raise ValueError("a batch canary has no traffic steps: it scores a `sample` of the input with both "
+                             "versions and runs in full if the analysis gates pass")
+        return
+    if isinstance(rollout, ShadowRollout):
+        extra = sorted(rollout.model_fields_set & {"sample", "duration"})
+        if extra:
+            raise ValueError(f"a batch shadow scores every input row on every run; {' and '.join(extra)} "
+                             "are for online targets")
+        return
+    if not isinstance(rollout, DirectRollout):
+        raise ValueError(f"rollout strategy {rollout.strategy!r} is for online targets; a batch target takes "
+                         "direct, canary or shadow")
 
 
 class DeploymentDocument(Strict):

@@ -46,6 +46,20 @@ class Analysis(Strict):
     max_p99_ms: float | None = Field(
         default=None, gt=0, description="Highest 99th-percentile latency of the candidate, in milliseconds.",
     )
+    min_agreement: float | None = Field(
+        default=None, ge=0, le=1,
+        description=(
+            "Batch targets: lowest share of sampled rows on which the new version predicts what the published "
+            "one did (0.95 = 95%)."
+        ),
+    )
+    max_mean_shift: float | None = Field(
+        default=None, ge=0,
+        description=(
+            "Batch targets, numeric predictions: largest move of the mean prediction on the sample, in standard "
+            "deviations of the published version's predictions."
+        ),
+    )
     min_requests: int = Field(
         default=20, ge=1,
         description=(
@@ -77,7 +91,17 @@ class CanaryRollout(Strict):
     """Shift traffic to the new version in steps, checking gates at each; promote or abort on evidence."""
 
     strategy: Literal["canary"] = Field(description="'canary': weighted steps with analysis gates.")
-    steps: list[CanaryStep] = Field(min_length=1, description="Weights in increasing order, each with a pause.")
+    steps: list[CanaryStep] | None = Field(
+        default=None, min_length=1,
+        description="Online targets (required there): weights in increasing order, each with a pause.",
+    )
+    sample: float | None = Field(
+        default=None, gt=0, le=1,
+        description=(
+            "Batch targets: share of input rows the new version scores beside the published version before the "
+            "full run, which starts only if the analysis gates pass (default 0.05)."
+        ),
+    )
     analysis: Analysis = Field(default_factory=Analysis, description="Gates checked during each pause.")
     keep_previous: Duration = Field(
         default="5m", description="How long the previous version stays loaded after promotion, for instant rollback.",
@@ -87,7 +111,7 @@ class CanaryRollout(Strict):
 
     @model_validator(mode="after")
     def _increasing(self) -> CanaryRollout:
-        weights = [step.weight for step in self.steps]
+        weights = [step.weight for step in self.steps or []]
         if weights != sorted(weights) or len(set(weights)) != len(weights):
             raise ValueError(f"steps must have strictly increasing weights, got {weights}")
         return self

@@ -105,7 +105,6 @@ def test_first_apply_runs_and_publishes_then_nothing_until_input_or_alias_moves(
     os.utime(project_dir.root / "data" / "part-1.parquet")
     touched = project_dir.cli("plan", "--detailed-exitcode")
     assert touched.returncode == 2 and "the input changed: modified part-1.parquet" in touched.stdout, touched.stdout
-    project_dir.cli("apply", "--auto-approve", check=True)
 
     # Moving the alias plans a run from version to version; the output then holds only the new one.
     second = registry.register(model, regularisation=0.3)
@@ -220,3 +219,42 @@ def test_a_schedule_fires_in_the_watch_loop(project_dir: ProjectDir, registry: R
     latest, _ = published(project_dir, name)
     assert latest["run_id"] != first["run_id"]
     assert latest["rows"] == 500 and latest["started_at"] > first["started_at"]
+
+
+def test_a_canary_gates_a_new_version_and_a_shadow_scores_beside(project_dir: ProjectDir, registry: Registry) -> None:
+    name, model = project_dir.name, f"m{project_dir.name}"
+    first = registry.register(model)
+    write_input(project_dir, registry, files=1)
+    canary = "  rollout:\n    strategy: canary\n    sample: 0.5\n    analysis: {min_agreement: 0.9}\n"
+    project_dir.write_spec("batch.yaml", batch_spec(name, model, f"models:/{model}@champion") + canary)
+    project_dir.cli("apply", "--auto-approve", check=True)  # nothing published yet: a plain run
+
+    # A version that predicts almost one class for everything: the sample disagrees, nothing is published.
+    poor = registry.register(model, regularisation=1e-4)
+    planned = project_dir.cli("plan", check=True)
+    assert f"canary rollout: version {first} -> {poor}" in planned.stdout, planned.stdout
+    failed = project_dir.cli("apply", "--auto-approve")
+    assert failed.returncode == 1 and "canary gate failed" in failed.stderr and "agreement" in failed.stderr, failed.stderr
+    manifest, _ = published(project_dir, name)
+    assert manifest["model_version"] == first
+    assert "canary gate failed" in project_dir.cli("plan", check=True).stdout  # held, not retried
+
+    # A version that predicts what the published one does passes and is published with its canary report.
+    good = registry.register(model)
+    project_dir.cli("apply", "--auto-approve", check=True)
+    manifest, frame = published(project_dir, name)
+    assert manifest["model_version"] == good and manifest["canary"]["agreement"] == 1.0
+    assert 0 < manifest["canary"]["rows"] < len(frame)
+
+    # Shadow: every row is also scored by a candidate, published beside with its agreement.
+    shadow = (f"---\napiVersion: mlopsfile/v1\nkind: Model\nmetadata: {{name: challenger}}\n"
+              f"spec: {{uri: \"models:/{model}/{first}\"}}\n")
+    spec = batch_spec(name, model, f"models:/{model}@champion") + "  rollout: {strategy: shadow, candidate: challenger}\n"
+    project_dir.write_spec("batch.yaml", spec + shadow)
+    project_dir.cli("apply", "--auto-approve", check=True)
+    manifest, frame = published(project_dir, name)
+    side = project_dir.root / "out" / name / "shadow" / "current"
+    side_frame = pd.concat([pd.read_parquet(p) for p in side.glob("*.parquet")], ignore_index=True)
+    assert manifest["shadow"]["agreement"] == 1.0 and manifest["shadow"]["rows"] == len(frame) == len(side_frame)
+    assert set(side_frame.columns) == {"id", "prediction"} and sorted(side_frame["id"]) == sorted(frame["id"])
+    assert json.loads((side / "_manifest.json").read_text())["model_version"] == first

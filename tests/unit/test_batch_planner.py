@@ -18,6 +18,7 @@ from mlopsfile.plan.planner import make_plan
 from mlopsfile.plan.types import Action, Change, FieldDiff, Notice, Plan, Unchanged
 from mlopsfile.resources import (
     BATCH_FAILURE_EXIT_CODE,
+    BatchRollout,
     BatchScoring,
     DesiredBatch,
     DesiredState,
@@ -491,3 +492,33 @@ def test_plan_is_json_and_round_trips() -> None:
     again = Plan.model_validate_json(text)
     assert again == result
     assert again.changes[1].batch is not None and again.changes[1].batch.run_key == want.run_key
+
+
+# -- batch rollouts ------------------------------------------------------------------------
+
+
+def test_a_canary_samples_against_the_published_version_when_the_model_moves() -> None:
+    before = batch(version="1")
+    after = batch(version="2").model_copy(update={"rollout": BatchRollout(strategy="canary", sample=0.1,
+                                                                          min_agreement=0.95)})
+    first = published(before).model_copy(update={"model_uri": "models:/iris/1"})
+    change = only_change(plan(desired(after), (live(output=first),)))
+    assert change.action == Action.RUN and change.rollout is not None
+    assert (change.rollout.strategy, change.rollout.from_version, change.rollout.to_version) == ("canary", "1", "2")
+    assert change.rollout.description == ("canary: score 10% of the rows with both versions; the full run starts "
+                                          "only if agreement >= 0.95")
+
+
+def test_a_canary_without_a_published_version_is_a_plain_run() -> None:
+    want = batch().model_copy(update={"rollout": BatchRollout(strategy="canary")})
+    assert only_change(plan(desired(want))).rollout is None
+
+
+def test_a_shadow_candidate_is_part_of_the_run_key_and_of_every_run() -> None:
+    plain = batch()
+    shadowed = plain.model_copy(update={"rollout": BatchRollout(strategy="shadow", candidate=resolved("7", "challenger"))})
+    assert shadowed.run_key != plain.run_key
+    change = only_change(plan(desired(shadowed), (live(output=published(plain)),)))
+    assert change.rollout is not None and change.rollout.candidate_model == "challenger"
+    assert change.rollout.to_version == "7"
+    assert only_unchanged(plan(desired(shadowed), (live(output=published(shadowed)),))).reason.startswith("up to date")

@@ -118,15 +118,32 @@ def test_unknown_time_zone_is_located_at_the_timezone(write_specs: WriteSpecs) -
     ]
 
 
-@pytest.mark.parametrize("strategy", ["canary\n    steps: [{weight: 10}]", "shadow\n    candidate: iris"])
-def test_a_progressive_rollout_on_a_batch_target_is_refused(write_specs: WriteSpecs, strategy: str) -> None:
-    root = batch_file(write_specs, BATCH + f"  rollout:\n    strategy: {strategy}\n")
-    errors = spec_errors(root)
-    name = strategy.split()[0]
-    assert errors == [
-        f"specs/a.yaml:13:3: spec: rollout strategy '{name}' is for online targets; a batch target scores "
-        "with the new version on its next run (strategy: direct)",
-    ]
+@pytest.mark.parametrize(("rollout", "message"), [
+    ("canary\n    steps: [{weight: 10}]", "a batch canary has no traffic steps: it scores a `sample` of the input "
+                                          "with both versions and runs in full if the analysis gates pass"),
+    ("shadow\n    candidate: iris\n    sample: 0.5", "a batch shadow scores every input row on every run; sample "
+                                                    "are for online targets"),
+    ("blue-green", "rollout strategy 'blue-green' is for online targets; a batch target takes direct, canary or "
+                   "shadow"),
+])
+def test_a_rollout_that_does_not_fit_a_batch_target_is_refused(write_specs: WriteSpecs, rollout: str,
+                                                                message: str) -> None:
+    root = batch_file(write_specs, BATCH + f"  rollout:\n    strategy: {rollout}\n")
+    assert spec_errors(root) == [f"specs/a.yaml:13:3: spec: {message}"]
+
+
+def test_batch_canary_and_shadow_load(write_specs: WriteSpecs) -> None:
+    canary = "  rollout:\n    strategy: canary\n    sample: 0.1\n    analysis: {min_agreement: 0.9, max_mean_shift: 0.5}\n"
+    root = batch_file(write_specs, BATCH + canary)
+    rollout = load_specs(root, None).deployment("nightly").spec.rollout
+    assert rollout.sample == 0.1 and rollout.analysis.min_agreement == 0.9
+
+
+def test_online_canary_needs_steps_and_takes_no_batch_gates(write_specs: WriteSpecs) -> None:
+    online = BATCH.replace("type: batch", "type: online").split("    input:")[0]
+    root = batch_file(write_specs, online + "  rollout:\n    strategy: canary\n    sample: 0.1\n")
+    assert spec_errors(root) == [
+        "specs/a.yaml:13:3: spec: a canary of an online target needs steps: [{weight: ..., pause: ...}, ...]"]
 
 
 def test_missing_target_type(write_specs: WriteSpecs) -> None:
