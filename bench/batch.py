@@ -18,7 +18,13 @@ the peak summed RSS of the job's processes (job driver, job supervisor, Ray Data
 and model replicas, sampled every 0.2 s from the process tree of the project's own Ray
 head), and the ratio 4x / 1x (goal <= 1.5x). The head's long-lived services (gcs_server,
 raylet, dashboard, agents) are reported on their own, and PSS beside RSS, because summed
-RSS counts the object store pages every worker maps once per worker.
+RSS counts the object store pages every worker maps once per worker. Each phase also shows
+how many cores other work on the machine took meanwhile ("others' CPU"), and each job what
+Ray Data made of it (its plan, warnings, and per operator: tasks, blocks, when it finished),
+from the job's log and Ray Data's log in the head's session directory.
+
+``--job-env NAME=VALUE`` starts the head (and so every job) with an extra environment
+variable: a what-if for Ray Data settings without changing runtime/.
 
 Everything runs in a temporary project directory with its own MLflow store, state store and
 local Ray head (started by mlopsfile); all of it is stopped by pid and removed on exit,
@@ -297,13 +303,26 @@ OPERATOR_METRIC_RE = re.compile(r"'(num_tasks_finished|num_task_outputs_generate
                                 r": ([0-9.eE+-]+)")
 
 
-def ray_data_timeline(temp_dir: Path) -> str:
-    """From the newest Ray Data log of the head: when each operator finished, its tasks, blocks out."""
+def ray_data_log(temp_dir: Path) -> list[str]:
+    """The lines of the newest Ray Data dataset log in the head's session directory."""
     logs = sorted((temp_dir / "session_latest" / "logs" / "ray-data").glob("ray-data-dataset_*.log"),
                   key=lambda p: p.stat().st_mtime)
-    if not logs:
-        return ""
-    lines = logs[-1].read_text(errors="replace").splitlines()
+    return logs[-1].read_text(errors="replace").splitlines() if logs else []
+
+
+def ray_data_progress(temp_dir: Path) -> list[str]:
+    """The last progress report of each operator in the newest Ray Data log (where a stuck job stands)."""
+    last: dict[str, str] = {}
+    for line in ray_data_log(temp_dir):
+        if "streaming_executor.py" in line and " - Tasks: " in line:
+            report = line.split(" -- ", 1)[-1]
+            last[report.split(" - ", 1)[0]] = report
+    return list(last.values())
+
+
+def ray_data_timeline(temp_dir: Path) -> str:
+    """From the newest Ray Data log of the head: when each operator finished, its tasks, blocks out."""
+    lines = ray_data_log(temp_dir)
     started: datetime | None = None
     parts = []
     for line, following in zip(lines, [*lines[1:], ""], strict=True):
@@ -549,6 +568,9 @@ class Bench:
             seconds = time.monotonic() - started
         if report.failed:
             self.show_logs(name)
+            say("  Ray Data's last progress report per operator:")
+            for line in ray_data_progress(Path(self.head_temp_dir)):
+                say(f"    | {line}")
             raise RuntimeError(f"apply of {name} failed: {report.failed[0].message}")
         manifest = json.loads((self.root / "out" / name / "current" / "_manifest.json").read_text())
         timings = manifest["timings"]
@@ -710,7 +732,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=2, help="model replicas of the batch job (default 2)")
     parser.add_argument("--num-cpus", type=float, default=0.5,
                         help="CPUs each replica reserves (default 0.5: two replicas leave one CPU for "
-                             "Ray Data's write tasks, which reserve 1 CPU each)")
+                             "the Ray Data tasks that reserve a whole CPU: ListFiles, Write)")
     parser.add_argument("--job-env", action="append", default=[], metavar="NAME=VALUE",
                         help="what-if: an environment variable for the Ray head, which its jobs inherit "
                              "(e.g. RAY_DATA_USE_DATASOURCE_V2=0); repeatable")
