@@ -30,8 +30,8 @@ Everything runs in a temporary project directory with its own MLflow store, stat
 local Ray head (started by mlopsfile); all of it is stopped by pid and removed on exit,
 Ctrl-C and SIGTERM included.
 
-    .venv/bin/python bench/batch.py            # 2M and 8M rows (about 8 minutes on 2 cores)
-    .venv/bin/python bench/batch.py --quick    # 200k and 800k rows (about 2 minutes)
+    .venv/bin/python bench/batch.py            # 2M and 8M rows (about 8 minutes on an idle 2-core machine)
+    .venv/bin/python bench/batch.py --quick    # 200k and 800k rows (about 3-4 minutes)
 """
 
 from __future__ import annotations

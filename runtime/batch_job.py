@@ -188,8 +188,13 @@ class Scorer:
 def _read(paths: list[str], file_format: str) -> Any:
     import ray
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    # Reads are I/O: a quarter CPU each, so they never wait behind the model replicas' reservations.
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    # Ray 2.60's default parquet reader lists files in a 1-CPU task (tens of seconds on 2 cores)
+    # and packs the input into a few large blocks, leaving replicas idle; the classic reader
+    # reads per file and streams many small blocks.
+    context.use_datasource_v2 = False
+    # Reads and writes are I/O: a quarter CPU each, so they never wait behind the replicas' reservations.
     return ray.data.read_parquet(paths, num_cpus=0.25) if file_format == "parquet" \
         else ray.data.read_csv(paths, num_cpus=0.25)
 
@@ -241,7 +246,7 @@ def _score(config: dict[str, Any], dataset: Any, features: list[str], staging: P
         scored = dataset.map_batches(Scorer, fn_constructor_kwargs={
             "model_uri": config["model_uri"], "env": _env(config), "features": features, "keep": keep,
             "prediction_column": column}, **_replicas(config))
-    scored.write_parquet(str(staging))
+    scored.write_parquet(str(staging), ray_remote_args={"num_cpus": 0.25})
 
 
 def _split_shadow(staging: Path, side: Path, prediction_column: str) -> dict[str, Any]:
