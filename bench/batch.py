@@ -50,7 +50,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +73,9 @@ if TYPE_CHECKING:
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))  # mlopsfile and runtime, when run as a plain script
+sys.path.insert(0, str(BENCH_DIR))  # bench/serving.py's helpers
+
+from serving import FOREIGN_ENV, clean_env, say, sigterm_as_interrupt  # noqa: E402
 
 PYTHON = sys.executable
 MODEL = "forest"
@@ -90,10 +93,6 @@ SAMPLE_INTERVAL_S = 0.2
 THROUGHPUT_GOAL = 1.3
 MEMORY_GOAL = 1.5
 MB = 1024 * 1024
-# Settings from the environment would point the temporary project at someone else's Ray
-# cluster, MLflow or state store; the benchmark must only touch what it starts.
-FOREIGN_ENV = ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLOPSFILE_STATE_URL",
-               "RAY_DASHBOARD_URL")
 HEAD_SERVICES = "head services"
 # Ray workers title themselves "ray::<actor class or task>"; the first prefix that matches names the role.
 WORKER_ROLES = (
@@ -128,10 +127,6 @@ spec:
     concurrency: {concurrency}
     resources: {{num_cpus: {num_cpus}}}
 """
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
 
 
 # -- results -----------------------------------------------------------------------------
@@ -702,25 +697,6 @@ def throughput_row(label: str, result: Result, seconds: float, baseline: Result,
 
 
 # -- main ----------------------------------------------------------------------------------
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_ENV}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the finally blocks stop everything we started."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -194,7 +194,7 @@ class Project:
         rows = []
         names = sorted(set(specset.deployments) | {d.name for d in observed.deployments
                                                    if d.managed_by(self.settings.project)})
-        rows.extend(self._batch_rows(specset, observed, latest))
+        rows.extend(self._batch_rows(specset, observed, latest, outputs))
         for name in names:
             if name in outputs:
                 continue
@@ -220,17 +220,14 @@ class Project:
             ))
         return sorted(rows, key=lambda r: r.name)
 
-    def _batch_rows(self, specset: SpecSet, observed: ObservedState, latest: Mapping[str, Any]) -> list[StatusRow]:
+    def _batch_rows(self, specset: SpecSet, observed: ObservedState, latest: Mapping[str, Any],
+                    outputs: Mapping[str, str]) -> list[StatusRow]:
+        """The batch deployments of the specs, and those whose jobs outlived their spec."""
         from mlopsfile.controller.batch_view import batch_view
 
         rows = []
         now = datetime.now(timezone.utc)
-        outputs = self.batch_outputs(specset)
-        for live in observed.batches:
-            if live.name not in outputs and live.project != self.settings.project:
-                continue
-            outputs.setdefault(live.name, live.output)
-        for name, output in sorted(outputs.items()):
+        for name, output in sorted(({b.name: b.output for b in observed.batches} | dict(outputs)).items()):
             live = observed.batch(name)
             target = specset.deployment(name).spec.target if name in specset.deployments else None
             schedule = getattr(target, "schedule", None)
@@ -255,7 +252,7 @@ class Project:
     def logs(self, name: str) -> tuple[str, str]:
         """(job id, logs) of the newest run of a batch deployment."""
         specset = self.validate()
-        live = next((b for b in self.observe(self.batch_outputs(specset)).batches if b.name == name), None)
+        live = self.observe(self.batch_outputs(specset)).batch(name)
         if live is None or live.last_job is None:
             raise PlanError(f"batch deployment {name!r} has no runs on the Ray cluster")
         return live.last_job.job_id, self.batch.logs(live.last_job.job_id)

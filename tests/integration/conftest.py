@@ -169,12 +169,8 @@ SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_w
 VIRGINICA = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
 
 
-def online_spec(name: str, model: str, uri: str, route: str, replicas: int = 1, batching: bool = False,
-                rollout: str = "", extra_models: str = "") -> str:
-    """A Model and an online Deployment; ``rollout`` is the YAML of spec.rollout (one line or a block)."""
-    batching_block = "\n    batching: {max_batch_size: 8, batch_wait_timeout_s: 0.01}" if batching else ""
-    if rollout:
-        batching_block += "\n  rollout:\n" + textwrap.indent(textwrap.dedent(rollout).strip(), "    ")
+def deployment_head(name: str, model: str, uri: str) -> str:
+    """A Model and a Deployment of it, up to the fields of its target."""
     return f"""\
 apiVersion: mlopsfile/v1
 kind: Model
@@ -187,6 +183,16 @@ metadata: {{name: {name}}}
 spec:
   model: {model}
   target:
+"""
+
+
+def online_spec(name: str, model: str, uri: str, route: str, replicas: int = 1, batching: bool = False,
+                rollout: str = "", extra_models: str = "") -> str:
+    """A Model and an online Deployment; ``rollout`` is the YAML of spec.rollout (one line or a block)."""
+    batching_block = "\n    batching: {max_batch_size: 8, batch_wait_timeout_s: 0.01}" if batching else ""
+    if rollout:
+        batching_block += "\n  rollout:\n" + textwrap.indent(textwrap.dedent(rollout).strip(), "    ")
+    return deployment_head(name, model, uri) + f"""\
     type: online
     route: {route}
     replicas: {replicas}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import ProjectDir, Registry
+from tests.integration.conftest import ProjectDir, Registry, deployment_head
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +23,7 @@ ROWS_PER_FILE = 3_000
 def batch_spec(name: str, model: str, uri: str, schedule: str | None = None, input_glob: str = "data/*.parquet",
                batch_size: int = 1000) -> str:
     schedule_line = f"\n    schedule: \"{schedule}\"" if schedule else ""
-    return f"""\
-apiVersion: mlopsfile/v1
-kind: Model
-metadata: {{name: {model}}}
-spec: {{uri: "{uri}"}}
----
-apiVersion: mlopsfile/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  model: {model}
-  target:
+    return deployment_head(name, model, uri) + f"""\
     type: batch
     input: {input_glob}
     output: out/{name}

@@ -25,6 +25,16 @@ PROJECT = "demo"
 
 WriteSpecs = Callable[[dict[str, str]], Path]
 
+# The Model most spec tests start from (lines 1-6 of their files).
+MODEL = """\
+apiVersion: mlopsfile/v1
+kind: Model
+metadata:
+  name: iris
+spec:
+  uri: models:/iris@champion
+"""
+
 
 @pytest.fixture
 def write_specs(tmp_path: Path) -> WriteSpecs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,7 @@ from mlopsfile.spec.batch import BatchTarget
 from mlopsfile.spec.loader import load_specs
 from mlopsfile.spec.rollout import DirectRollout
 from mlopsfile.spec.specset import SpecSet
-
-WriteSpecs = Callable[[dict[str, str]], Path]
-
-MODEL = """\
-apiVersion: mlopsfile/v1
-kind: Model
-metadata:
-  name: iris
-spec:
-  uri: models:/iris@champion
-"""
+from tests.unit.conftest import MODEL, WriteSpecs
 
 # Starts on line 8 of MODEL + "---\n" + BATCH; the target's fields sit on lines 15-17 and
 # fields added at the end go to line 18.

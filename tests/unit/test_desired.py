@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
 from mlopsfile.desired import build_desired
@@ -12,16 +9,9 @@ from mlopsfile.errors import ResolveError, SpecErrors
 from mlopsfile.resources import ResolvedModel
 from mlopsfile.spec.loader import load_specs
 from mlopsfile.spec.specset import SpecSet
+from tests.unit.conftest import MODEL, WriteSpecs
 
-WriteSpecs = Callable[[dict[str, str]], Path]
-
-SPECS = """\
-apiVersion: mlopsfile/v1
-kind: Model
-metadata:
-  name: iris
-spec:
-  uri: models:/iris@champion
+SPECS = MODEL + """\
 ---
 apiVersion: mlopsfile/v1
 kind: Model

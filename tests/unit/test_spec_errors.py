@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,17 +14,7 @@ from mlopsfile.errors import SpecErrors
 from mlopsfile.spec.loader import load_specs
 from mlopsfile.spec.specset import SpecSet
 from mlopsfile.spec.yaml_source import MAX_FILE_BYTES, read_yaml_documents
-
-WriteSpecs = Callable[[dict[str, str]], Path]
-
-MODEL = """\
-apiVersion: mlopsfile/v1
-kind: Model
-metadata:
-  name: iris
-spec:
-  uri: models:/iris@champion
-"""
+from tests.unit.conftest import MODEL, WriteSpecs
 
 DEPLOYMENT = """\
 apiVersion: mlopsfile/v1
