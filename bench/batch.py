@@ -75,7 +75,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))  # mlopsfile and runtime, when run as a plain script
 sys.path.insert(0, str(BENCH_DIR))  # bench/serving.py's helpers
 
-from serving import FOREIGN_ENV, clean_env, say, sigterm_as_interrupt  # noqa: E402
+from serving import FOREIGN_ENV, clean_env, say, sigterm_as_interrupt, stop_local_ray  # noqa: E402
 
 PYTHON = sys.executable
 MODEL = "forest"
@@ -620,18 +620,7 @@ class Bench:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.child.pid, signal.SIGKILL)
             self.child.wait(10)
-        if "ray" in sys.modules:
-            import ray
-
-            with contextlib.suppress(Exception):
-                if ray.is_initialized():
-                    ray.shutdown()
-        if self.project is not None:
-            try:
-                stopped = self.project.down()
-                say(f"local Ray head {'stopped' if stopped else 'was not running'}")
-            except Exception as exc:
-                say(f"could not stop the local Ray head: {exc}")
+        stop_local_ray(self.project)
 
 
 # -- report --------------------------------------------------------------------------------

@@ -807,6 +807,22 @@ def main(argv: list[str] | None = None) -> int:
     return run_bench(args, "mlopsfile-bench-", Bench, steps, lambda run, costs: report(run, args, costs or []))
 
 
+def stop_local_ray(project: Project | None) -> None:
+    """Leave this process' Ray client, then stop the project's own local head (by pid)."""
+    if "ray" in sys.modules:
+        import ray
+
+        with contextlib.suppress(Exception):
+            if ray.is_initialized():
+                ray.shutdown()
+    if project is not None:
+        try:
+            stopped = project.down()
+            say(f"local Ray head {'stopped' if stopped else 'was not running'}")
+        except Exception as exc:
+            say(f"could not stop the local Ray head: {exc}")
+
+
 def cleanup(bench: Bench, children: Children, root: Path, keep: bool) -> None:
     # A second Ctrl-C must not cut the clean-up short and leave a Ray head running.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -816,18 +832,7 @@ def cleanup(bench: Bench, children: Children, root: Path, keep: bool) -> None:
             bench.destroy_mlopsfile()
         except Exception as exc:
             say(f"destroy failed ({exc}); stopping the Ray head removes the applications anyway")
-        if "ray" in sys.modules:
-            import ray
-
-            with contextlib.suppress(Exception):
-                if ray.is_initialized():
-                    ray.shutdown()
-        if bench.project is not None:
-            try:
-                stopped = bench.project.down()
-                say(f"local Ray head {'stopped' if stopped else 'was not running'}")
-            except Exception as exc:
-                say(f"could not stop the local Ray head: {exc}")
+        stop_local_ray(bench.project)
         if keep:
             say(f"kept {root}")
         else:
