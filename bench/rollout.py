@@ -15,6 +15,8 @@ the real control plane (Executor -> RolloutController -> OnlineDriver):
   bare-serve hop  the same plain deployment behind a plain ingress deployment that
                   forwards the body by DeploymentHandle (.score.remote(body)) and returns
                   its answer: the shape of canary 100%'s path with none of our code
+  shadow        strategy shadow at sample 1.0: version 1 scored in the ingress, every
+                request also mirrored to a second Model of version 1 ("shadow.candidate")
 
 No reconcile loop runs, so both rollouts hold at their step for the whole run. Printed,
 each against a baseline of the same run:
@@ -24,6 +26,9 @@ each against a baseline of the same run:
       bare-serve) and what our hop adds beyond it, both per round at concurrency 1
   (b) req/s at concurrency 32 of canary 20% over bare-serve; goal >= 0.8x; and steady over
       bare-serve for reference
+  (c) what mirroring costs callers: p50 at concurrency 1 of shadow minus (and over)
+      steady; goal <= 2 ms. For context, req/s at concurrency 32 of shadow over steady, and
+      the mirrored count and agreement the ingress recorded
 
 Points are taken in interleaved rounds (rotating order) and every difference or ratio is
 formed within a round, as in bench/serving.py, whose helpers this script reuses. Everything
@@ -72,11 +77,35 @@ ROLLOUT = """\
     steps:
       - weight: {weight}
 """
+# Both pinned to version 1, so the alias moving to version 2 leaves the shadow running.
+SHADOW_MODELS = """\
+---
+apiVersion: mlopsfile/v1
+kind: Model
+metadata:
+  name: iris-v1
+spec:
+  uri: models:/iris/1
+---
+apiVersion: mlopsfile/v1
+kind: Model
+metadata:
+  name: iris-v1-twin
+spec:
+  uri: models:/iris/1
+"""
+SHADOW_ROLLOUT = """\
+  rollout:
+    strategy: shadow
+    candidate: iris-v1-twin
+    sample: 1.0
+"""
 # Deployment name -> the server name printed; canaries hold at their only step's weight.
-STEADY, CANARY_100, CANARY_20, BARE = "steady", "canary 100%", "canary 20%", "bare-serve"
+STEADY, CANARY_100, CANARY_20, BARE, SHADOW = "steady", "canary 100%", "canary 20%", "bare-serve", "shadow"
 BARE_HOP = BARE + " hop"  # the server name Bench.start_bare_serve(..., hop=True) gives
 DEPLOYMENTS = {"steady": (STEADY, None), "canary-100": (CANARY_100, 100), "canary-20": (CANARY_20, 20)}
 HOP_GOAL_MS = 3.0
+SHADOW_GOAL_MS = 2.0
 THROUGHPUT_GOAL = 0.8
 
 
@@ -85,10 +114,11 @@ class RolloutBench(Bench):
 
     def write_project(self) -> None:
         super().write_project()  # mlopsfile.yaml with a free port, own MLflow and state store
-        text = MODEL
+        text = MODEL + SHADOW_MODELS
         for name, (_, weight) in DEPLOYMENTS.items():
-            text += DEPLOYMENT.format(name=name, max_ongoing=self.args.max_ongoing)
+            text += DEPLOYMENT.format(name=name, model="iris", max_ongoing=self.args.max_ongoing)
             text += ROLLOUT.format(weight=weight) if weight else ""
+        text += DEPLOYMENT.format(name=SHADOW, model="iris-v1", max_ongoing=self.args.max_ongoing) + SHADOW_ROLLOUT
         (self.root / "specs" / "bench.yaml").write_text(text)
 
     def pin_model(self) -> str:
@@ -141,6 +171,21 @@ class RolloutBench(Bench):
                 if seen != {version}:
                     raise RuntimeError(f"{name} answered with model versions {seen}, expected only {version}")
             self.targets.append(Target(server, url, self.rollout_watch(name)))
+        self.start_shadow()
+
+    def start_shadow(self) -> None:
+        """Check the shadow mirrors every request to its twin, then add it to the targets."""
+        assert self.project is not None
+        url = f"http://127.0.0.1:{self.http_port}/{SHADOW}/predict"
+        check_answer(url, self.body, None)  # version 1, which may predict otherwise than steady's version 2
+        record = self.project.store.active_rollout(SHADOW)
+        live = self.project.drivers["online"].observe_one(SHADOW)  # type: ignore[attr-defined]
+        traffic = live.traffic if live is not None else None
+        if record is None or traffic is None or traffic.mode != "shadow" or traffic.shadow_sample != 1.0:
+            raise RuntimeError(f"{SHADOW}: expected a shadow mirroring every request, found rollout "
+                               f"{record.state if record else None}, traffic {traffic}")
+        say(f"  {SHADOW}: rollout {record.state}, mirroring {traffic.shadow_sample:.0%} of requests")
+        self.targets.append(Target(SHADOW, url, self.rollout_watch(SHADOW)))
 
     def rollout_watch(self, app: str) -> Callable[[], dict[str, list[int]]]:
         """Processes of one rolling-out deployment: its ingress and its candidate apart."""
@@ -162,8 +207,8 @@ class RolloutBench(Bench):
         """
         top = self.args.concurrency[-1]
         by_name = {t.server: t for t in self.targets}
-        groups = [(1, self.args.duration, [STEADY, CANARY_100, BARE, BARE_HOP]),
-                  (top, self.args.duration_top, [STEADY, CANARY_20, BARE])]
+        groups = [(1, self.args.duration, [STEADY, CANARY_100, BARE, BARE_HOP, SHADOW]),
+                  (top, self.args.duration_top, [STEADY, CANARY_20, BARE, SHADOW])]
         for number in range(1, self.args.rounds + 1):
             say(f"round {number}/{self.args.rounds}")
             for concurrency, duration, names in groups:
@@ -189,6 +234,18 @@ class RolloutBench(Bench):
             share = f"{candidate / total * 100:.1f}%" if total else "n/a"
             lines.append(f"  {name}: the candidate answered {share} of {total} requests (spec: {weight:g}%), "
                          f"{errors} 5xx; counters {counts}")
+        live = driver.observe_one(SHADOW)  # type: ignore[attr-defined]
+        if live is not None:
+            arms = driver.traffic_stats(live).get("arms", {})  # type: ignore[attr-defined]
+            answered = sum(int(c.get("requests", 0)) for c in arms.values())
+            mirrored = sum(int(c.get("shadow_requests", 0)) for c in arms.values())
+            compared = sum(int(c.get("compared_rows", 0)) for c in arms.values())
+            agreed = sum(int(c.get("agreed_rows", 0)) for c in arms.values())
+            dropped = sum(int(c.get("shadow_dropped", 0)) for c in arms.values())
+            failed = sum(int(c.get("shadow_errors", 0)) for c in arms.values())
+            agreement = f"{agreed / compared:.4f}" if compared else "n/a"
+            lines.append(f"  {SHADOW}: answered {answered}, mirrored {mirrored} ({failed} failed, {dropped} dropped "
+                         f"from a full queue), agreement {agreement} over {compared} rows")
         return lines
 
 
@@ -268,6 +325,17 @@ def report(run: Run, args: argparse.Namespace, split: list[str]) -> None:
     if goal:
         say(f"  goal: canary 20% >= {THROUGHPUT_GOAL:.2f}x bare Ray Serve at c={top}: {median(goal):.2f}x -> "
             f"{verdict(median(goal) >= THROUGHPUT_GOAL)}")
+    say("== (c) what shadowing costs callers: shadow (sample 1.0, scored in the ingress, mirrored in batches) "
+        "vs steady (scored in the ingress), per round, then median [min to max] ==")
+    mirrored = paired_p50(run, SHADOW, STEADY, 1)
+    if mirrored:
+        differences = [d for d, _ in mirrored.values()]
+        say(f"  p50 shadow - steady at c=1: {difference_text(mirrored)}")
+        say(f"  goal: shadow adds <= {SHADOW_GOAL_MS:g} ms to p50: {median(differences):+.2f} ms -> "
+            f"{verdict(median(differences) <= SHADOW_GOAL_MS)}")
+    values = paired_ratios(run, SHADOW, STEADY, top)
+    if values:
+        say(f"  {SHADOW + ' / ' + STEADY:<26} {ratio_text(values):<20}  (req/s at c={top}, every request mirrored)")
     if split:
         say("traffic split counted by the ingress (all requests of the run, warm-up included):")
         for line in split:
@@ -309,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.train()  # version 1, @champion
         bench.measure_ceiling()
         bench.open_project()
-        say("mlopsfile: plan + apply of steady, canary-100 and canary-20 at version 1 (starts the Ray head)")
+        say("mlopsfile: plan + apply of steady, canary-100, canary-20 and shadow at version 1 (starts the Ray head)")
         bench.apply("applied")
         bench.train()  # version 2, @champion moves to it
         version = bench.pin_model()

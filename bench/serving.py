@@ -262,7 +262,7 @@ kind: Deployment
 metadata:
   name: {name}
 spec:
-  model: iris
+  model: {model}
   target:
     type: online
     route: /{name}
@@ -323,9 +323,9 @@ class Bench:
             """))
         # Two Deployments of the same Model: one without batching (the headline figure)
         # and, with --batching, one with dynamic batching on its own route.
-        text = MODEL + DEPLOYMENT.format(name="iris", max_ongoing=self.args.max_ongoing)
+        text = MODEL + DEPLOYMENT.format(name="iris", model="iris", max_ongoing=self.args.max_ongoing)
         if self.args.batching:
-            text += DEPLOYMENT.format(name="iris-batch", max_ongoing=self.args.max_ongoing) + BATCHING
+            text += DEPLOYMENT.format(name="iris-batch", model="iris", max_ongoing=self.args.max_ongoing) + BATCHING
         (self.root / "specs" / "bench.yaml").write_text(text)
 
     def train(self) -> None:

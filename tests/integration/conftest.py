@@ -82,8 +82,8 @@ class Registry:
     def register(self, name: str, alias: str | None = "champion", regularisation: float = 1.0) -> str:
         return self.train.train_and_register(self.tracking_uri, self.artifacts, name, alias, regularisation)
 
-    def register_broken(self, name: str, alias: str | None = "champion") -> str:
-        """A version with the iris signature whose predict always raises."""
+    def register_from_code(self, name: str, code: str, alias: str | None = "champion") -> str:
+        """A version with the iris signature whose model is ``models/<code>.py`` (MLflow models from code)."""
         import mlflow
         from mlflow import MlflowClient
         from mlflow.models import infer_signature
@@ -93,7 +93,7 @@ class Registry:
         mlflow.set_experiment(self.train.EXPERIMENT)
         with mlflow.start_run():
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(Path(__file__).parent / "models" / "broken_model.py"),
+                name="model", python_model=str(Path(__file__).parent / "models" / f"{code}.py"),
                 signature=infer_signature(features, labels), registered_model_name=name)
         version = str(info.registered_model_version)
         if alias:
