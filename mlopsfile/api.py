@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlopsfile.apply.executor import ApplyReport, BatchRuns, Executor, Progress
 from mlopsfile.apply.staleness import check_fresh
@@ -34,6 +34,10 @@ from mlopsfile.spec.loader import load_specs
 from mlopsfile.spec.specset import SpecSet, canonical_digest
 from mlopsfile.state.rollouts import RolloutRecord
 from mlopsfile.state.store import Lock, StateStore
+
+if TYPE_CHECKING:
+    from mlopsfile.drivers.edge import EdgeDriver
+    from mlopsfile.edge_resources import ObservedEdge
 
 
 @dataclass
@@ -81,6 +85,13 @@ class Project:
 
         return BatchDriver(self.settings)
 
+    @cached_property
+    def edge(self) -> EdgeDriver:
+        from mlopsfile.drivers.edge import EdgeDriver
+
+        return EdgeDriver(self.settings.project, self.settings.state_dir, self.settings.docker_host,
+                          self.settings.tracking_uri)
+
     @property
     def runtime_digest(self) -> str:
         if self.runtime_digest_override is not None:
@@ -97,21 +108,34 @@ class Project:
     def desired(self, specset: SpecSet | None = None) -> DesiredState:
         specset = specset or self.validate()
         return build_desired(specset, self.resolver, self.settings.project, self.runtime_digest,
-                             inputs=self.batch, root=self.settings.root)
+                             inputs=self.batch, root=self.settings.root, edge=self.edge)
 
-    def observe(self, batch_outputs: Mapping[str, str] | None = None) -> ObservedState:
-        """Everything live; ``batch_outputs`` says where each batch deployment of the specs publishes."""
+    def observe(self, batch_outputs: Mapping[str, str] | None = None,
+                edge_bundles: Mapping[str, str | None] | None = None) -> ObservedState:
+        """Everything live; ``batch_outputs`` says where each batch deployment of the specs publishes,
+        ``edge_bundles`` where each edge deployment writes its bundles."""
         found = []
         for driver in self.drivers.values():
             found.extend(driver.observe())
-        return ObservedState(deployments=tuple(found), batches=tuple(self.batch.observe(dict(batch_outputs or {}))))
+        return ObservedState(deployments=tuple(found), batches=tuple(self.batch.observe(dict(batch_outputs or {}))),
+                             edges=tuple(self._observe_edges(dict(edge_bundles or {}))))
+
+    def _observe_edges(self, bundles: dict[str, str | None]) -> list[ObservedEdge]:
+        """A project without edge deployments does not need a Docker engine: one that cannot be
+        reached then holds nothing of it that the plan must know."""
+        try:
+            return self.edge.observe(bundles)
+        except DriverError:
+            if bundles:
+                raise
+            return []
 
     def plan(self, destroy: bool = False, retry: bool = False, forced_runs: Collection[str] = ()) -> PlanResult:
         desired = self.empty_desired() if destroy else self.desired()
         unknown = sorted(set(forced_runs) - {b.name for b in desired.batches})
         if unknown:
             raise PlanError(f"no batch Deployment named {', '.join(map(repr, unknown))} in the specs")
-        observed = self.observe({b.name: b.job.output for b in desired.batches})
+        observed = self.observe({b.name: b.job.output for b in desired.batches}, {e.name: e.bundle for e in desired.edges})
         plan = make_plan(desired, observed, self.store.last_revisions(), _now(), mode="destroy" if destroy else "apply",
                          holds={} if retry else self.holds(), retry=retry, forced_runs=forced_runs)
         return PlanResult(plan, observed)
@@ -143,7 +167,7 @@ class Project:
         if not lock_held:
             with self.locked("destroy" if plan.mode == "destroy" else "apply"):
                 return self.apply(plan, progress, lock_held=True, events=events)
-        observed = self.observe(plan.batch_outputs)
+        observed = self.observe(plan.batch_outputs, plan.edge_bundles)
         if plan.mode == "destroy":
             specs_digest, spec_digests = plan.specs_digest, dict(plan.spec_digests)
         else:
@@ -152,7 +176,8 @@ class Project:
             spec_digests = {name: specset.deployment_digest(name) for name in specset.deployments}
         check_fresh(plan, specs_digest, spec_digests, observed, self.settings.project)
         executor = Executor(self.drivers, self.store, observed, git_commit(self.settings.specs), plan_id(plan), progress,
-                            controller=self.controller(events), batch=self.batch, events=events)
+                            controller=self.controller(events), batch=self.batch, events=events,
+                            edge=self.edge if plan.edge_bundles or observed.edges else None)
         return executor.run(plan)
 
     def drive(self, names: list[str] | None = None, events: Events | None = None, tick_s: float | None = None,
@@ -173,7 +198,23 @@ class Project:
             return fresh
         return _wait_for_request(self.store, record)
 
+    def is_edge(self, name: str) -> bool:
+        specset = self.validate()
+        return name in specset.deployments and specset.deployment(name).spec.target.type == "edge"
+
+    def promote_edge(self, name: str) -> str:
+        """Move an edge deployment's `stable` tag onto its canary image, once the canary's gates hold."""
+        from mlopsfile.controller.edge_channels import promote_edge
+
+        return promote_edge(self, name)
+
     def rollback(self, name: str, to_revision: int | None = None, events: Events | None = None) -> str:
+        if self.is_edge(name):
+            from mlopsfile.controller.edge_channels import rollback_edge
+
+            if to_revision is not None:
+                raise PlanError("an edge deployment rolls back to its `previous` image; --to is for online targets")
+            return rollback_edge(self, name)
         from mlopsfile.controller.rollback import rollback
 
         return rollback(self, name, to_revision, events)
@@ -195,8 +236,11 @@ class Project:
         names = sorted(set(specset.deployments) | {d.name for d in observed.deployments
                                                    if d.managed_by(self.settings.project)})
         rows.extend(self._batch_rows(specset, observed, latest, outputs))
+        edges = {n for n in specset.deployments if specset.deployment(n).spec.target.type == "edge"}
+        edges |= {e.name for e in observed.edges}
+        rows.extend(self._edge_rows(specset, edges, latest, holds))
         for name in names:
-            if name in outputs:
+            if name in outputs or name in edges:
                 continue
             live = observed.deployment(name)
             record = latest.get(name)
@@ -219,6 +263,30 @@ class Project:
                 and holds[name].spec_digest == specset.deployment_digest(name) else None,
             ))
         return sorted(rows, key=lambda r: r.name)
+
+    def _edge_rows(self, specset: SpecSet, names: set[str], latest: Mapping[str, Any],
+                   holds: Mapping[str, Any]) -> list[StatusRow]:
+        if not names:
+            return []
+        bundles = {n: None for n in names}
+        live_edges = {e.name: e for e in self._observe_edges(bundles)}
+        rows = []
+        for name in sorted(names):
+            live = live_edges.get(name)
+            stable = live.tagged("stable") if live else None
+            record = latest.get(name)
+            channels = ", ".join(f"{tag} v{image.model_version}" for tag in ("stable", "canary", "previous")
+                                 if live is not None and (image := live.tagged(tag)) is not None)
+            rows.append(StatusRow(
+                name=name, target="edge", in_specs=name in specset.deployments,
+                revision=record.revision if record else None,
+                model_version=stable.model_version if stable else None, health=None, route=None,
+                url=f"{live.repository}:stable" if stable and live else None, synced=None,
+                applied_by=record.user if record else None,
+                applied_at=record.created_at.isoformat(timespec="seconds") if record else None,
+                held=holds[name].reason if name in holds else None, channels=channels or "no images",
+            ))
+        return rows
 
     def _batch_rows(self, specset: SpecSet, observed: ObservedState, latest: Mapping[str, Any],
                     outputs: Mapping[str, str]) -> list[StatusRow]:
@@ -315,6 +383,7 @@ class StatusRow:
     rollout: RolloutView | None = None
     held: str | None = None
     batch: BatchView | None = None  # why the live state is kept apart from the specs (abort, rollback)
+    channels: str | None = None  # edge: which image each tag points at
 
 
 def _wait_for_request(store: StateStore, record: RolloutRecord, timeout_s: float = 120.0) -> RolloutRecord:

@@ -189,6 +189,11 @@ def status(
                               str(row.revision or "-"), row.model_version or "-", row.batch.last_state or "NEVER RUN",
                               "-", "-", row.batch.output)
                 continue
+            if row.channels is not None:
+                table.add_row(row.name + ("" if row.in_specs else " (not in specs)"), row.target,
+                              str(row.revision or "-"), row.model_version or "-", row.channels, "-",
+                              "held" if row.held else "-", row.url or "-")
+                continue
             health = row.health
             table.add_row(
                 row.name + ("" if row.in_specs else " (not in specs)"), row.target,
@@ -375,4 +380,4 @@ def main() -> None:
     app()
 
 
-from mlopsfile import cli_batch, cli_rollouts  # noqa: E402,F401  (register run, logs, watch, promote, ...)
+from mlopsfile import cli_batch, cli_edge, cli_rollouts  # noqa: E402,F401  (register run, logs, watch, promote, ...)

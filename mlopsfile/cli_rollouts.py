@@ -44,7 +44,11 @@ def promote(deployment: DeploymentArg) -> None:
     from mlopsfile.cli import _project
 
     def body() -> None:
-        record = _project().request(deployment, "promote", print_event)
+        project = _project()
+        if project.is_edge(deployment):
+            out.print(f"deployment/{deployment}: {project.promote_edge(deployment)}.")
+            return
+        record = project.request(deployment, "promote", print_event)
         out.print(f"deployment/{deployment}: version {record.to_version} promoted ({record.state}).")
 
     guarded(body)

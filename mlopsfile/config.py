@@ -56,6 +56,15 @@ class StateSettings(Strict):
     )
 
 
+class DockerSettings(Strict):
+    """Which Docker engine builds edge images."""
+
+    host: str | None = Field(
+        default=None,
+        description="Docker engine URL (unix:///path/docker.sock or tcp://host:port). Unset: DOCKER_HOST, else the default socket.",
+    )
+
+
 class ProjectFile(Strict):
     """The optional project file mlopsfile.yaml at the repository root."""
 
@@ -67,6 +76,7 @@ class ProjectFile(Strict):
     ray: RaySettings = Field(default_factory=RaySettings, description="Ray cluster settings.")
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings, description="MLflow settings.")
     state: StateSettings = Field(default_factory=StateSettings, description="State store settings.")
+    docker: DockerSettings = Field(default_factory=DockerSettings, description="Docker engine settings (edge targets).")
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class Settings:
     tracking_uri: str
     registry_uri: str | None
     state_url: str
+    docker_host: str | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -136,4 +147,5 @@ def load_settings(start: Path | None = None, specs: Path | None = None) -> Setti
         tracking_uri=tracking,
         registry_uri=project_file.mlflow.registry_uri or env.get("MLFLOW_REGISTRY_URI") or None,
         state_url=project_file.state.url or env.get("MLOPSFILE_STATE_URL") or f"sqlite:///{state_dir / 'state.db'}",
+        docker_host=project_file.docker.host or env.get("DOCKER_HOST") or None,
     )

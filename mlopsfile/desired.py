@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from mlopsfile.edge_resources import DesiredEdge, EdgeBuild, PreparedEdge
 from mlopsfile.errors import ResolveError, SpecError, SpecErrors
 from mlopsfile.resources import (
     BatchRollout,
@@ -21,6 +22,7 @@ from mlopsfile.resources import (
 from mlopsfile.spec.batch import BatchTarget
 from mlopsfile.spec.common import memory_bytes
 from mlopsfile.spec.deployment import DeploymentDocument
+from mlopsfile.spec.edge import EdgeTarget
 from mlopsfile.spec.rollout import (
     ABRollout,
     BlueGreenRollout,
@@ -37,6 +39,14 @@ class ModelResolver(Protocol):
     def resolve(self, name: str, uri: str) -> ResolvedModel: ...
 
 
+class EdgePreparer(Protocol):
+    """Converts a model to ONNX and checks parity, before a plan shows any build (the edge driver)."""
+
+    def prepare(self, name: str, model: ResolvedModel, target: EdgeTarget, root: Path) -> PreparedEdge:
+        """Raise ResolveError with the reason when the model cannot be converted or parity fails."""
+        ...
+
+
 class InputLister(Protocol):
     """Lists a batch job's input files (the batch driver implements it)."""
 
@@ -46,7 +56,8 @@ class InputLister(Protocol):
 
 
 def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runtime_digest: str,
-                  inputs: InputLister | None = None, root: Path | None = None) -> DesiredState:
+                  inputs: InputLister | None = None, root: Path | None = None,
+                  edge: EdgePreparer | None = None) -> DesiredState:
     """Resolve every Model once; a model that cannot be resolved is a spec error at its uri.
 
     Batch deployments list their input files through ``inputs``; relative paths start at ``root``.
@@ -62,9 +73,16 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
         raise SpecErrors(errors)
     deployments = []
     batches = []
+    edges = []
     for name in sorted(specset.deployments):
         document = specset.deployment(name)
         model = resolved[document.spec.model]
+        if isinstance(document.spec.target, EdgeTarget):
+            try:
+                edges.append(desired_edge(specset, name, model, edge, root or Path.cwd()))
+            except ResolveError as exc:
+                errors.append(specset.deployments[name].error(str(exc), "spec", "target"))
+            continue
         if isinstance(document.spec.target, BatchTarget):
             try:
                 batches.append(desired_batch(specset, name, resolved, runtime_digest, inputs, root or Path.cwd()))
@@ -93,6 +111,7 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
         specs_digest=specset.digest(),
         deployments=tuple(deployments),
         batches=tuple(batches),
+        edges=tuple(edges),
         models=tuple(resolved[n] for n in sorted(resolved)),
     )
 
@@ -117,6 +136,28 @@ def desired_batch(specset: SpecSet, name: str, resolved: dict[str, ResolvedModel
     return DesiredBatch(name=name, spec_digest=specset.deployment_digest(name), source=specset.deployments[name].at(),
                         model=model, job=job, input=inputs.snapshot(job.inputs, job.format),
                         labels=document.metadata.labels, rollout=batch_rollout(document, resolved))
+
+
+def desired_edge(specset: SpecSet, name: str, model: ResolvedModel, edge: EdgePreparer | None,
+                 root: Path) -> DesiredEdge:
+    document = specset.deployment(name)
+    target = document.spec.target
+    assert isinstance(target, EdgeTarget)
+    if edge is None:
+        raise ResolveError("edge deployments need the edge driver to convert their model")
+    prepared = edge.prepare(name, model, target, root)
+    build = EdgeBuild(model_uri=model.pinned_uri, model_version=model.version, model_digest=model.digest,
+                      onnx_sha256=prepared.onnx_sha256, quantized=target.quantize != "none",
+                      base_image=target.base_image, python_version=target.python_version,
+                      requirements=prepared.requirements, runtime_digest=prepared.runtime_digest)
+    return DesiredEdge(
+        name=name, spec_digest=specset.deployment_digest(name), source=specset.deployments[name].at(), model=model,
+        build=build, image=target.image or name,
+        channel="canary" if isinstance(document.spec.rollout, CanaryRollout) else "stable",
+        registry=target.registry, bundle=_absolute(target.bundle, root) if target.bundle else None,
+        parity=prepared.parity, smoke_requests=target.smoke.requests if target.smoke else None,
+        edge_dir=prepared.edge_dir, labels=document.metadata.labels,
+    )
 
 
 def batch_rollout(document: DeploymentDocument, resolved: dict[str, ResolvedModel]) -> BatchRollout:

@@ -61,6 +61,10 @@ class PlanError(MlopsfileError):
     """The desired state cannot be planned against what is live."""
 
 
+class EdgeConversionError(PlanError):
+    """The model cannot become an edge model (unsupported flavor, no signature, converter refused)."""
+
+
 class StalePlanError(MlopsfileError):
     """A saved plan no longer matches the specs or the live systems."""
 

@@ -10,28 +10,11 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from mlopsfile.edge_resources import DesiredEdge, ObservedEdge
 from mlopsfile.spec.specset import canonical_digest
-
-
-class Value(BaseModel):
-    """Immutable, JSON-serialisable value type."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ResolvedModel(Value):
-    """A Model document pinned to one registry version and the digest of its artifacts."""
-
-    name: str = Field(description="Name of the Model document.")
-    uri: str = Field(description="URI as written in the spec.")
-    registered_name: str | None = Field(default=None, description="Registered model name, for models:/ URIs.")
-    version: str = Field(description="Pinned registry version (or run id for runs:/ URIs).")
-    alias: str | None = Field(default=None, description="Alias the version was resolved from, if any.")
-    pinned_uri: str = Field(description="URI that names exactly this version: what apply deploys.")
-    digest: str = Field(description="sha256 over the model's artifact files.")
-    run_id: str | None = Field(default=None, description="MLflow run that produced the model.")
+from mlopsfile.values import ResolvedModel, Value
 
 
 class OnlineServing(Value):
@@ -293,6 +276,7 @@ class DesiredState(Value):
     specs_digest: str
     deployments: tuple[DesiredDeployment, ...] = ()
     batches: tuple[DesiredBatch, ...] = ()
+    edges: tuple[DesiredEdge, ...] = ()
     models: tuple[ResolvedModel, ...] = ()
 
     @cached_property
@@ -304,6 +288,9 @@ class DesiredState(Value):
 
     def batch(self, name: str) -> DesiredBatch | None:
         return next((b for b in self.batches if b.name == name), None)
+
+    def edge(self, name: str) -> DesiredEdge | None:
+        return next((e for e in self.edges if e.name == name), None)
 
 
 class Health(Value):
@@ -392,6 +379,7 @@ class ObservedDeployment(Value):
 class ObservedState(Value):
     deployments: tuple[ObservedDeployment, ...] = ()
     batches: tuple[ObservedBatch, ...] = ()
+    edges: tuple[ObservedEdge, ...] = ()
 
     @cached_property
     def _by_name(self) -> dict[str, ObservedDeployment]:
@@ -402,3 +390,6 @@ class ObservedState(Value):
 
     def batch(self, name: str) -> ObservedBatch | None:
         return next((b for b in self.batches if b.name == name), None)
+
+    def edge(self, name: str) -> ObservedEdge | None:
+        return next((e for e in self.edges if e.name == name), None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from mlopsfile.controller.loop import rollout_lock_scope
@@ -19,6 +20,7 @@ from mlopsfile.errors import DriverError
 from mlopsfile.plan.types import Action, Change, Plan
 from mlopsfile.resources import (
     DesiredBatch,
+    DesiredEdge,
     InputSnapshot,
     JobRun,
     ObservedBatch,
@@ -71,12 +73,27 @@ class BatchRuns(Protocol):
         ...
 
 
+class EdgeImages(Protocol):
+    """What apply needs of the edge driver."""
+
+    def build(self, want: DesiredEdge) -> str: ...
+
+    def push(self, want: DesiredEdge) -> None: ...
+
+    def bundle(self, want: DesiredEdge) -> Path: ...
+
+    def move_tags(self, want: DesiredEdge, tags: tuple[str, ...]) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+
 class Executor:
     def __init__(self, drivers: Mapping[str, DeploymentDriver], store: StateStore, observed: ObservedState,
                  git_commit: str | None, plan_id: str, progress: Progress | None = None,
                  controller: RolloutController | None = None, batch: BatchRuns | None = None,
-                 events: Events | None = None) -> None:
+                 events: Events | None = None, edge: EdgeImages | None = None) -> None:
         self.drivers = drivers
+        self.edge = edge
         self.batch = batch
         self.events = events
         self.controller = controller
@@ -95,9 +112,12 @@ class Executor:
             self.progress("start", change, None)
             started = time.monotonic()
             try:
-                getattr(self, f"visit_{change.action.value}")(plan, change)
+                if change.target == "edge" and change.action != Action.DELETE:
+                    self.visit_edge(change)
+                else:
+                    getattr(self, f"visit_{change.action.value}")(plan, change)
                 started_rollout = change.action == Action.ROLLOUT and change.rollout is not None \
-                    and change.rollout.operation == "start"
+                    and change.rollout.operation == "start" and change.target != "edge"
                 outcome = ChangeOutcome(change, "in-progress" if started_rollout else "applied",
                                         seconds=time.monotonic() - started)
             except DriverError as exc:
@@ -147,7 +167,24 @@ class Executor:
         previous = live.published.model_uri if canary and live is not None and live.published else None
         self.batch.run(change.batch, self._ownership(plan, change), change.reason, self.events, previous)
 
+    def visit_edge(self, change: Change) -> None:
+        """Build, bundle, push, then move the channel tags: devices never see a half-made image."""
+        want, steps = change.edge, change.edge_steps
+        assert want is not None and steps is not None and self.edge is not None
+        if steps.build:
+            self.edge.build(want)
+        if steps.bundle:
+            self.edge.bundle(want)
+        if steps.tags:
+            self.edge.move_tags(want, steps.tags)
+        if steps.push or (want.registry and steps.tags):
+            self.edge.push(want)
+
     def visit_delete(self, plan: Plan, change: Change) -> None:
+        if change.target == "edge":
+            assert self.edge is not None
+            self.edge.delete(change.name)
+            return
         if change.target == "batch":
             assert self.batch is not None
             live = self.observed.batch(change.name)
@@ -187,7 +224,7 @@ class Executor:
         return live.traffic.model_copy(update={"generation": live.traffic.generation + 1, "arms": arms})
 
     def _undo(self, change: Change, error: DriverError) -> str:
-        if change.target == "batch":
+        if change.target in ("batch", "edge"):  # nothing readers or devices use moved: no tag, no published run
             return str(error)  # a failed run published nothing: the output readers see is unchanged
         driver = self.drivers[change.target]
         try:
@@ -203,11 +240,12 @@ class Executor:
         return str(error)
 
     def _record(self, change: Change, outcome: ChangeOutcome) -> None:
-        desired = change.desired or change.batch
+        desired = change.desired or change.batch or change.edge
         if outcome.outcome != "failed":
             self.store.clear_hold(change.name)
         config = change.desired.serving.model_dump() if change.desired else \
-            change.batch.job.model_dump() if change.batch else None
+            change.batch.job.model_dump() if change.batch else \
+            change.edge.build.model_dump() if change.edge else None
         self.store.record_revision(
             kind=change.kind, name=change.name, revision=change.revision, action=change.action.value,
             outcome=outcome.outcome, spec_digest=desired.spec_digest if desired else None,

@@ -17,6 +17,7 @@ def quiet_mlflow() -> None:
     """MLflow sets its own log levels on import; keep its INFO chatter off the CLI's output."""
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a progress bar per download
 
 
 def digest_directory(root: Path) -> str:

@@ -17,9 +17,11 @@ def runtime_source() -> Path:
 
 
 def _shipped_files(source: Path) -> list[Path]:
+    # runtime/edge/ runs in edge images, never on Ray: a change there must not replace replicas.
     return sorted(
         p for p in source.rglob("*")
         if p.is_file() and p.suffix in SHIPPED_SUFFIXES and "__pycache__" not in p.parts
+        and p.relative_to(source).parts[0] != "edge"
     )
 
 

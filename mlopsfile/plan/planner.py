@@ -7,6 +7,7 @@ from datetime import datetime
 
 from mlopsfile.errors import PlanError
 from mlopsfile.plan.batch import plan_batches, stop_orphans
+from mlopsfile.plan.edge import plan_edges, remove_orphan_edges
 from mlopsfile.plan.types import (
     ACTION_ORDER,
     Action,
@@ -86,15 +87,19 @@ def make_plan(
     for batch in plan_batches(desired, observed, last_revisions, datetime.fromisoformat(created_at), retry, forced_runs):
         _sort_into(batch, changes, notices, unchanged)
     changes.extend(stop_orphans(desired, observed, desired.project, last_revisions))
+    for edge in plan_edges(desired, observed, last_revisions, holds):
+        _sort_into(edge, changes, notices, unchanged)
+    changes.extend(remove_orphan_edges(desired, observed, desired.project, last_revisions))
     changes.sort(key=lambda c: (ACTION_ORDER[c.action], c.name))
     return Plan(
         mode=mode,
         project=desired.project,
         created_at=created_at,
         specs_digest=desired.specs_digest,
-        spec_digests={d.name: d.spec_digest for d in (*desired.deployments, *desired.batches)},
+        spec_digests={d.name: d.spec_digest for d in (*desired.deployments, *desired.batches, *desired.edges)},
         observed=live_fingerprints(observed, desired.project),
         batch_outputs={b.name: b.job.output for b in desired.batches},
+        edge_bundles={e.name: e.bundle for e in desired.edges},
         models=desired.models,
         changes=tuple(changes),
         unchanged=tuple(sorted(unchanged, key=lambda u: u.name)),
@@ -118,6 +123,7 @@ def live_fingerprints(observed: ObservedState, project: str) -> dict[str, str]:
     """What a saved plan remembers of each live managed resource, to notice it moved."""
     found = {d.name: d.fingerprint() for d in observed.deployments if d.managed_by(project)}
     found.update({b.name: b.fingerprint() for b in observed.batches if b.project == project})
+    found.update({e.name: e.fingerprint() for e in observed.edges if e.project == project})
     return found
 
 

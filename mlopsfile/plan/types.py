@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from mlopsfile.edge_resources import DesiredEdge
 from mlopsfile.resources import DesiredBatch, DesiredDeployment, ResolvedModel, Value
 
 PLAN_FORMAT_VERSION = 1
@@ -35,6 +36,15 @@ class RolloutChange(Value):
     candidate_model: str | None = Field(default=None, description="Model document of the candidate.")
     description: str = Field(description="The strategy in words: steps, split, preview, sample.")
     supersedes: str | None = Field(default=None, description="Version of a rollout in progress that this one replaces.")
+
+
+class EdgeChange(Value):
+    """What apply does for an edge deployment, in order: build, push, bundle, move tags."""
+
+    build: bool = Field(default=False, description="Convert, check and build a new image.")
+    push: bool = Field(default=False, description="Push the image to the spec's registry.")
+    bundle: bool = Field(default=False, description="Write the bundle tarball.")
+    tags: tuple[str, ...] = Field(default=(), description="Channels moved onto the image: stable, canary.")
 
 
 class Hold(Value):
@@ -78,6 +88,8 @@ class Change(Value):
     revision: int = Field(description="Revision number this change records.")
     rollout: RolloutChange | None = Field(default=None, description="The rollout or experiment this change starts or ends.")
     batch: DesiredBatch | None = Field(default=None, description="The batch job a run change starts.")
+    edge: DesiredEdge | None = Field(default=None, description="The edge image a change builds or tags.")
+    edge_steps: EdgeChange | None = Field(default=None, description="The steps of an edge change.")
 
     @property
     def address(self) -> str:
@@ -101,6 +113,7 @@ class Plan(Value):
     spec_digests: dict[str, str] = Field(default_factory=dict, description="Digest of each deployment's documents.")
     observed: dict[str, str] = Field(default_factory=dict, description="Fingerprint of each live managed resource.")
     batch_outputs: dict[str, str] = Field(default_factory=dict, description="Output directory of each batch deployment.")
+    edge_bundles: dict[str, str | None] = Field(default_factory=dict, description="Bundle directory of each edge deployment.")
     models: tuple[ResolvedModel, ...] = ()
     changes: tuple[Change, ...] = ()
     unchanged: tuple[Unchanged, ...] = ()

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mlopsfile.spec.batch import BatchTarget
 from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict, check_memory, check_route
+from mlopsfile.spec.edge import EdgeTarget
 from mlopsfile.spec.rollout import BlueGreenRollout, CanaryRollout, DirectRollout, Rollout, ShadowRollout
 
 
@@ -91,7 +92,7 @@ class OnlineTarget(Strict):
         return self
 
 
-DeploymentTarget = Annotated[Union[OnlineTarget, BatchTarget], Field(discriminator="type")]
+DeploymentTarget = Annotated[Union[OnlineTarget, BatchTarget, EdgeTarget], Field(discriminator="type")]
 
 
 class DeploymentSpec(Strict):
@@ -109,6 +110,9 @@ class DeploymentSpec(Strict):
         rollout = self.rollout
         if isinstance(self.target, BatchTarget):
             _check_batch_rollout(rollout)
+            return self
+        if isinstance(self.target, EdgeTarget):
+            _check_edge_rollout(rollout)
             return self
         if isinstance(rollout, CanaryRollout):
             if not rollout.steps:
@@ -137,6 +141,19 @@ def _check_batch_rollout(rollout: Rollout) -> None:
     if not isinstance(rollout, DirectRollout):
         raise ValueError(f"rollout strategy {rollout.strategy!r} is for online targets; a batch target takes "
                          "direct, canary or shadow")
+
+
+def _check_edge_rollout(rollout: Rollout) -> None:
+    """An edge image moves through channels: `canary` first, `stable` on promotion."""
+    if isinstance(rollout, CanaryRollout):
+        extra = sorted(rollout.model_fields_set & {"steps", "sample", "analysis", "keep_previous"})
+        if extra:
+            raise ValueError(f"an edge canary moves the image's `canary` tag and waits for `mlopsfile promote`; "
+                             f"{', '.join(extra)} do not apply (its gates are the parity report and target.smoke)")
+        return
+    if not isinstance(rollout, DirectRollout):
+        raise ValueError(f"rollout strategy {rollout.strategy!r} is for online targets; an edge target takes "
+                         "direct (the `stable` tag moves at once) or canary (`canary` first, `stable` on promotion)")
 
 
 class DeploymentDocument(Strict):

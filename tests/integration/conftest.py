@@ -22,6 +22,7 @@ import pytest
 
 from mlopsfile.api import Project
 from mlopsfile.drivers.ray_cluster import ClusterEndpoint, LocalHead
+from tests.integration.docker_engine import docker_engine, edge_base_image, local_registry  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

@@ -58,6 +58,8 @@ def _change_from(change: Change) -> dict[str, Any]:
     }
     if change.rollout is not None:
         item["rollout"] = change.rollout.model_dump()
+    if change.edge_steps is not None:
+        item["edge"] = change.edge_steps.model_dump(mode="json")
     return item
 
 
@@ -111,13 +113,16 @@ def test_golden_plan(case_name: str) -> None:
             assert want["reason_contains"] in change.reason, change.name
         assert [d.model_dump() for d in change.diffs] == want["diffs"], change.name
         assert (change.rollout.model_dump() if change.rollout else None) == want.get("rollout"), change.name
+        assert (change.edge_steps.model_dump(mode="json") if change.edge_steps else None) == want.get("edge"), change.name
         # Apply deploys exactly what was planned, so every non-delete change carries the desired deployment.
         if change.action == Action.DELETE:
-            assert change.desired is None
+            assert change.desired is None and change.edge is None
+        elif change.target == "edge":
+            assert change.edge == desired.edge(change.name) and change.desired is None
         else:
             assert change.desired == desired.deployment(change.name)
     assert [{"name": u.name, "reason": u.reason} for u in plan.unchanged] == expected["unchanged"]
     assert [n.model_dump() for n in plan.notices] == expected.get("notices", [])
     assert sorted(plan.observed) == expected["observed"]
-    assert plan.spec_digests == {d.name: d.spec_digest for d in desired.deployments}
+    assert plan.spec_digests == {d.name: d.spec_digest for d in (*desired.deployments, *desired.edges)}
     assert plan.specs_digest == desired.specs_digest
