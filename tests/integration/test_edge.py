@@ -188,3 +188,5 @@ def test_a_pytorch_model_runs_in_its_edge_image(edge_dir: ProjectDir, registry: 
     edge_dir.write_spec("edge.yaml", edge_spec(name, model, f"models:/{model}/{version}", edge_base_image))
     edge_dir.cli("apply", "--auto-approve", check=True)
     assert_serves_the_onnx_reference(docker_engine, edge_dir, name, f"{name}:stable", version)
+    again = edge_dir.cli("plan", "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
