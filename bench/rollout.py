@@ -53,16 +53,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/serving.py, wh
 
 from serving import (
     DEPLOYMENT,
-    MAX_ONGOING_REQUESTS,
     MODEL,
     Bench,
-    Point,
     Run,
     Target,
+    add_load_arguments,
+    bench_parser,
     check_answer,
     measure_point,
     median,
     paired_ratios,
+    print_cpu,
+    print_notes,
+    print_points,
     ratio_text,
     run_bench,
     say,
@@ -279,26 +282,12 @@ def report(run: Run, args: argparse.Namespace, split: list[str]) -> None:
     say(f"== rollout overhead: closed loop, keep-alive, {args.rows} row(s) per request, {args.duration:g} s per "
         f"point at c=1 and {args.duration_top:g} s at c={top} after {args.warmup:g} s warm-up, median of "
         f"{args.rounds} round(s); every Serve replica 1 x num_cpus 0.1, max_ongoing_requests {args.max_ongoing} ==")
-    say(f"{'server':<14}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>9}"
-        f"{'handler ms':>12}{'others':>8}")
     keys = list(dict.fromkeys((p.server, p.concurrency) for p in run.points if p.round > 0))
-    for server, concurrency in keys:
-        points: list[Point] = run.of(server, concurrency)
-        handler = [p.server_ms for p in points if p.server_ms is not None]
-        others = [p.others_busy for p in points if p.others_busy is not None]
-        say(f"{server:<14}{concurrency:>5}{median([p.rps for p in points]):>9.1f}"
-            f"{median([p.p50_ms for p in points]):>9.2f}{median([p.p99_ms for p in points]):>9.2f}"
-            f"{sum(p.errors for p in points):>8}{sum(p.requests for p in points):>9}"
-            f"{(f'{median(handler):.2f}' if handler else '-'):>12}"
-            f"{(f'{median(others) * 100:.0f}%' if others else '-'):>8}")
+    print_points(run, keys, width=14)
     say("  handler ms: x-inference-ms of the replica that scored (for forwarded requests, the candidate's);")
     say("  others: CPU used by processes outside this benchmark during the point.")
     say("CPU ms per request by process (median over rounds; client = the load generator):")
-    for server, concurrency in keys:
-        points = run.of(server, concurrency)
-        names = list(dict.fromkeys(k for p in points for k in p.cpu_ms_per_req))
-        parts = [f"{k} {median([p.cpu_ms_per_req.get(k, 0.0) for p in points]):.2f}" for k in names]
-        say(f"  {server:<14} c={concurrency:<3} " + "  ".join(parts))
+    print_cpu(run, keys, width=14)
     say("")
     say("== (a) the router's extra hop: p50 at c=1, canary 100% (ingress -> handle -> candidate) vs steady "
         "(scored in the ingress), and bare-serve hop (plain ingress -> handle -> plain model) vs bare-serve; "
@@ -340,26 +329,18 @@ def report(run: Run, args: argparse.Namespace, split: list[str]) -> None:
         say("traffic split counted by the ingress (all requests of the run, warm-up included):")
         for line in split:
             say(line)
-    for note in run.notes:
-        say(f"NOTE: {note}")
+    print_notes(run)
 
 
 # -- main --------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one short round")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5, --quick 1)")
+    parser = bench_parser(__doc__, 5)
     parser.add_argument("--duration", type=float, help="seconds measured per c=1 point (default 4, --quick 2)")
     parser.add_argument("--duration-top", type=float, help="seconds measured per c=32 point (default 6, --quick 3)")
-    parser.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up per point (default 0.5)")
     parser.add_argument("--concurrency", type=int, default=32, help="the throughput concurrency (default 32)")
-    parser.add_argument("--max-requests", type=int, default=100_000, help="cap on requests per point")
-    parser.add_argument("--rows", type=int, default=1, help="rows per request")
-    parser.add_argument("--max-ongoing", type=int, default=MAX_ONGOING_REQUESTS,
-                        help="max_ongoing_requests of every Serve replica (default: the spec default, 32)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary project directory (logs)")
+    add_load_arguments(parser, "every Serve replica")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 5)
     args.duration = args.duration or (2.0 if args.quick else 4.0)

@@ -255,7 +255,7 @@ def measure_point(target: Target, concurrency: int, number: int, duration_s: flo
 # -- the servers -------------------------------------------------------------------------
 
 
-DEPLOYMENT = """\
+DEPLOYMENT_HEAD = """\
 ---
 apiVersion: mlopsfile/v1
 kind: Deployment
@@ -264,6 +264,8 @@ metadata:
 spec:
   model: {model}
   target:
+"""
+DEPLOYMENT = DEPLOYMENT_HEAD + """\
     type: online
     route: /{name}
     replicas: 1
@@ -644,31 +646,15 @@ def report(run: Run, args: argparse.Namespace, costs: list[tuple[str, float]]) -
         f"{args.duration:g} s per point ({args.duration_top:g} s at c={max(args.concurrency)}) after "
         f"{args.warmup:g} s warm-up, median of {args.rounds} round(s) ({args.variant_rounds} for variants); "
         f"Serve replicas: 1 x num_cpus 0.1, max_ongoing_requests {args.max_ongoing} ==")
-    say(f"{'server':<20}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>9}"
-        f"{'handler ms':>12}{'busy':>7}{'others':>8}")
-    for server in run.servers():
-        for concurrency in sorted({p.concurrency for p in run.points if p.server == server}):
-            points = run.of(server, concurrency)
-            handler = [p.server_ms for p in points if p.server_ms is not None]
-            busy = [p.machine_busy for p in points if p.machine_busy is not None]
-            others = [p.others_busy for p in points if p.others_busy is not None]
-            say(f"{server:<20}{concurrency:>5}{median([p.rps for p in points]):>9.1f}"
-                f"{median([p.p50_ms for p in points]):>9.2f}{median([p.p99_ms for p in points]):>9.2f}"
-                f"{sum(p.errors for p in points):>8}{sum(p.requests for p in points):>9}"
-                f"{(f'{median(handler):.2f}' if handler else '-'):>12}"
-                f"{(f'{median(busy) * 100:.0f}%' if busy else '-'):>7}"
-                f"{(f'{median(others) * 100:.0f}%' if others else '-'):>8}")
+    keys = [(server, concurrency) for server in run.servers()
+            for concurrency in sorted({p.concurrency for p in run.points if p.server == server})]
+    print_points(run, keys, busy=True)
     say("  handler ms: mean x-inference-ms, the handler's own timer (parse + predict + serialise, from the")
     say("    moment the body has arrived; the baselines' handlers time the same span);")
     say("  busy: all CPUs of the machine; others: CPU used by processes outside this benchmark.")
     say("")
     say("CPU ms per request by process (median over rounds; client = the load generator):")
-    for server in run.servers():
-        for concurrency in sorted({p.concurrency for p in run.points if p.server == server}):
-            points = run.of(server, concurrency)
-            names = list(dict.fromkeys(k for p in points for k in p.cpu_ms_per_req))
-            parts = [f"{k} {median([p.cpu_ms_per_req.get(k, 0.0) for p in points]):.2f}" for k in names]
-            say(f"  {server:<20} c={concurrency:<3} " + "  ".join(parts))
+    print_cpu(run, keys)
     say("")
     say("== ratios of throughput (per round, then median [min-max]) ==")
     pairs = [("mlopsfile", "bare-serve"), ("mlopsfile", "fastapi"), ("bare-serve", "fastapi"),
@@ -694,43 +680,84 @@ def report(run: Run, args: argparse.Namespace, costs: list[tuple[str, float]]) -
         base = costs[0][1]
         for label, micros in costs:
             say(f"  {label:<66}{micros:>9.0f} µs  {micros / base:>5.2f}x plain handler")
-    for note in run.notes:
-        say(f"NOTE: {note}")
+    print_notes(run)
 
 
 # -- main --------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one short round of the three core servers")
+    parser = bench_parser(__doc__, 3)
     parser.add_argument("--duration", type=float, help="seconds measured per point (default 3)")
     parser.add_argument("--duration-top", type=float,
                         help="seconds measured per point at the highest concurrency (default 6, --quick 3)")
     parser.add_argument("--variant-rounds", type=int, default=1,
                         help="rounds that also measure mlopsfile+batch and bare-serve+rt (default 1)")
-    parser.add_argument("--warmup", type=float, help="seconds of warm-up per point (default 0.5)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds over all servers (default 3, --quick 1)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--max-requests", type=int, default=100_000, help="cap on requests per point")
-    parser.add_argument("--rows", type=int, default=1, help="rows per request")
-    parser.add_argument("--max-ongoing", type=int, default=MAX_ONGOING_REQUESTS,
-                        help="max_ongoing_requests of every Serve replica, mlopsfile's and bare (default: the spec default, 32)")
+    add_load_arguments(parser, "every Serve replica, mlopsfile's and bare")
     parser.add_argument("--batching", action=argparse.BooleanOptionalAction, default=None,
                         help="also measure an mlopsfile Deployment with dynamic batching (default: on, off with --quick)")
     parser.add_argument("--variants", action=argparse.BooleanOptionalAction, default=None,
                         help="also measure bare-serve+rt (default: on, off with --quick)")
     parser.add_argument("--handler-costs", action=argparse.BooleanOptionalAction, default=True,
                         help="time each scoring step in-process")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary project directory (logs)")
     args = parser.parse_args(argv)
     args.duration = args.duration or 3.0
     args.duration_top = args.duration_top or (3.0 if args.quick else 6.0)
-    args.warmup = args.warmup if args.warmup is not None else 0.5
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.batching = (not args.quick) if args.batching is None else args.batching
     args.variants = (not args.quick) if args.variants is None else args.variants
     return args
+
+
+def bench_parser(doc: str | None, rounds: int) -> argparse.ArgumentParser:
+    """The options every benchmark of interleaved rounds takes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one short round")
+    parser.add_argument("--rounds", type=int, help=f"interleaved rounds (default {rounds}, --quick 1)")
+    parser.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up per point (default 0.5)")
+    return parser
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, replicas: str) -> None:
+    """The load-generation options every HTTP benchmark takes; ``replicas`` says whose
+    max_ongoing_requests --max-ongoing sets."""
+    parser.add_argument("--max-requests", type=int, default=100_000, help="cap on requests per point")
+    parser.add_argument("--rows", type=int, default=1, help="rows per request")
+    parser.add_argument("--max-ongoing", type=int, default=MAX_ONGOING_REQUESTS,
+                        help=f"max_ongoing_requests of {replicas} (default: the spec default, 32)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directories (logs)")
+
+
+def print_points(run: Run, keys: list[tuple[str, int]], width: int = 20, busy: bool = False) -> None:
+    """One row per (server, concurrency): medians over rounds of req/s, p50, p99, handler time."""
+    say(f"{'server':<{width}}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'requests':>9}"
+        f"{'handler ms':>12}" + (f"{'busy':>7}" if busy else "") + f"{'others':>8}")
+    for server, concurrency in keys:
+        points = run.of(server, concurrency)
+        handler = [p.server_ms for p in points if p.server_ms is not None]
+        machine = [p.machine_busy for p in points if p.machine_busy is not None]
+        others = [p.others_busy for p in points if p.others_busy is not None]
+        say(f"{server:<{width}}{concurrency:>5}{median([p.rps for p in points]):>9.1f}"
+            f"{median([p.p50_ms for p in points]):>9.2f}{median([p.p99_ms for p in points]):>9.2f}"
+            f"{sum(p.errors for p in points):>8}{sum(p.requests for p in points):>9}"
+            f"{(f'{median(handler):.2f}' if handler else '-'):>12}"
+            + (f"{(f'{median(machine) * 100:.0f}%' if machine else '-'):>7}" if busy else "")
+            + f"{(f'{median(others) * 100:.0f}%' if others else '-'):>8}")
+
+
+def print_cpu(run: Run, keys: list[tuple[str, int]], width: int = 20) -> None:
+    """CPU ms per request by process group, median over rounds, one line per point."""
+    for server, concurrency in keys:
+        points = run.of(server, concurrency)
+        names = list(dict.fromkeys(k for p in points for k in p.cpu_ms_per_req))
+        parts = [f"{k} {median([p.cpu_ms_per_req.get(k, 0.0) for p in points]):.2f}" for k in names]
+        say(f"  {server:<{width}} c={concurrency:<3} " + "  ".join(parts))
+
+
+def print_notes(run: Run) -> None:
+    for note in run.notes:
+        say(f"NOTE: {note}")
 
 
 @contextlib.contextmanager
@@ -752,6 +779,9 @@ def run_bench(args: argparse.Namespace, prefix: str, make: Callable[..., Bench],
     then ``report_with(run, what steps returned)`` if any point was measured."""
     for name in FOREIGN_ENV:
         os.environ.pop(name, None)
+    # Read by ray.init: otherwise Ray's C++ failure handler catches SIGTERM in this process and
+    # aborts it a few seconds later, in the middle of the clean-up.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     body = payload(args.rows)
     body_file = root / "request.json"
@@ -769,6 +799,11 @@ def run_bench(args: argparse.Namespace, prefix: str, make: Callable[..., Bench],
             say(f"load average {os.getloadavg()[0]:.2f}")
             status = 0
         except KeyboardInterrupt:
+            say("interrupted; cleaning up")
+            status = 130
+        except SystemExit as exc:  # ray.init puts in a SIGTERM handler of its own, which exits
+            if exc.code != signal.SIGTERM:
+                raise
             say("interrupted; cleaning up")
             status = 130
         except Exception as exc:

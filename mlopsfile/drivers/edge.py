@@ -177,6 +177,7 @@ class EdgeDriver:
 
         from mlopsfile.drivers.edge_wheels import image_wheels
 
+        self._require_base_image(want.build.base_image)
         wheels = image_wheels(self.cache, list(want.build.requirements), want.build.python_version)
         labels = {**labels_of(want, self.project), f"{LABEL}.repository": want.image}
         with tempfile.TemporaryDirectory(prefix="mlopsfile-edge-") as scratch:
@@ -189,13 +190,29 @@ class EdgeDriver:
                         buildargs={"BASE_IMAGE": want.build.base_image}, labels=labels, rm=True, forcerm=True,
                         pull=False, network_mode="none")
             except BuildError as exc:
-                raise DriverError(f"building {want.image}:{want.model.version} failed: {_build_failure(exc, want)}") \
+                raise DriverError(f"building {want.image}:{want.model.version} failed: {_build_failure(exc)}") \
                     from exc
             except APIError as exc:
                 raise DriverError(f"building {want.image}:{want.model.version} failed: {_first(exc)}") from exc
             finally:
                 self._remove_install_stages()
         return str(image.id)
+
+    def _require_base_image(self, base: str) -> None:
+        """The base image is used as the engine has it; pulled only when it is missing."""
+        from docker.errors import APIError, ImageNotFound
+
+        try:
+            self.client().images.get(base)
+            return
+        except ImageNotFound:
+            pass
+        try:
+            self.client().images.pull(base)
+        except APIError as exc:
+            raise DriverError(f"base image {base} is not in the Docker engine and pulling it failed "
+                              f"({_first(exc)}); build one locally (see .ci/edge-base-image) or name one the "
+                              "engine has") from exc
 
     def _remove_install_stages(self) -> None:
         """The classic builder keeps the wheel-installing stage as an untagged image: drop it."""
@@ -337,14 +354,13 @@ def _one_line(report: Any) -> str:
     return f"{summary}; worst rows: {rows}"
 
 
-def _build_failure(exc: Any, want: DesiredEdge) -> str:
+def _build_failure(exc: Any) -> str:
     lines = [str(chunk.get("stream") or chunk.get("error") or "").strip() for chunk in exc.build_log or []]
     text = " ".join(line for line in lines if line)[-400:]
-    if "pull access denied" in str(exc) or ("not found" in str(exc).lower() and want.build.base_image in str(exc)):
-        return (f"base image {want.build.base_image} is not in the engine and cannot be pulled; build it locally "
-                "(see .ci/edge-base-image) or name one that is present")
     return f"{exc.msg}: {text}" if text else str(exc.msg)
 
 
 def _first(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    """The engine's own explanation when it gave one (the Docker SDK wraps it in HTTP detail)."""
+    text = str(getattr(exc, "explanation", None) or exc).strip()
+    return (text.splitlines() or [type(exc).__name__])[0]

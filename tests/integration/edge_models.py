@@ -30,15 +30,16 @@ def register_regressor(registry: Registry, name: str) -> str:
     return str(info.registered_model_version)
 
 
-def register_torch(registry: Registry, name: str) -> str:
-    """A small PyTorch MLP (4 -> 8 -> 3) on float32 tensors, logged in the pytorch flavor."""
+def register_torch(registry: Registry, name: str, seed: int = 0, alias: str | None = "champion") -> str:
+    """A small PyTorch MLP (4 -> 8 -> 3) on float32 tensors, logged in the pytorch flavor;
+    ``seed`` picks its weights."""
     import mlflow
     import numpy as np
     import torch
     from mlflow.models import infer_signature
 
     _start(registry)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
     example = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     with torch.no_grad():
@@ -46,4 +47,7 @@ def register_torch(registry: Registry, name: str) -> str:
     with mlflow.start_run():
         info = mlflow.pytorch.log_model(net, name="model", registered_model_name=name,
                                         signature=infer_signature(example, output), input_example=example)
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    if alias:
+        registry.set_alias(name, alias, version)
+    return version

@@ -181,12 +181,22 @@ def test_a_model_that_cannot_be_converted_fails_at_plan_time(edge_dir: ProjectDi
     assert images(docker_engine, name) == []
 
 
-def test_a_pytorch_model_runs_in_its_edge_image(edge_dir: ProjectDir, registry: Registry, docker_engine: Any,
-                                                edge_base_image: str) -> None:
+def test_a_pytorch_model_runs_in_its_edge_image_and_moves_through_the_channels(
+        edge_dir: ProjectDir, registry: Registry, docker_engine: Any, edge_base_image: str) -> None:
     name, model = edge_dir.name, f"m{edge_dir.name}"
-    version = register_torch(registry, model)
-    edge_dir.write_spec("edge.yaml", edge_spec(name, model, f"models:/{model}/{version}", edge_base_image))
+    v1 = register_torch(registry, model)
+    edge_dir.write_spec("edge.yaml", edge_spec(name, model, f"models:/{model}@champion", edge_base_image,
+                                               rollout="canary"))
     edge_dir.cli("apply", "--auto-approve", check=True)
-    assert_serves_the_onnx_reference(docker_engine, edge_dir, name, f"{name}:stable", version)
+    assert_serves_the_onnx_reference(docker_engine, edge_dir, name, f"{name}:stable", v1)
     again = edge_dir.cli("plan", "--detailed-exitcode")
     assert again.returncode == 0, again.stdout + again.stderr
+
+    v2 = register_torch(registry, model, seed=1)
+    edge_dir.cli("apply", "--auto-approve", check=True)
+    assert tag_versions(docker_engine, name) == {"stable": v1, "canary": v2}
+    assert_serves_the_onnx_reference(docker_engine, edge_dir, name, f"{name}:canary", v2)
+    edge_dir.cli("promote", name, check=True)
+    assert tag_versions(docker_engine, name) == {"stable": v2, "canary": v2, "previous": v1}
+    edge_dir.cli("rollback", name, check=True)
+    assert tag_versions(docker_engine, name) == {"stable": v1, "canary": v2, "previous": v2}
