@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -39,6 +40,8 @@ class EdgeDriver:
     def __init__(self, project: str, state_dir: Path, docker_host: str | None, tracking_uri: str | None) -> None:
         self.project = project
         self.cache = state_dir / "edge"
+        # Wheels depend only on their pins: one download serves every project of this user.
+        self.wheel_cache = Path(os.environ.get("MLOPSFILE_CACHE") or Path.home() / ".cache" / "mlopsfile")
         self.docker_host = docker_host
         self.tracking_uri = tracking_uri
         self._client: Any = None
@@ -178,7 +181,7 @@ class EdgeDriver:
         from mlopsfile.drivers.edge_wheels import image_wheels
 
         self._require_base_image(want.build.base_image)
-        wheels = image_wheels(self.cache, list(want.build.requirements), want.build.python_version)
+        wheels = image_wheels(self.wheel_cache, list(want.build.requirements), want.build.python_version)
         labels = {**labels_of(want, self.project), f"{LABEL}.repository": want.image}
         with tempfile.TemporaryDirectory(prefix="mlopsfile-edge-") as scratch:
             context = Path(scratch) / "context.tar"
@@ -260,7 +263,7 @@ class EdgeDriver:
         from mlopsfile.drivers.edge_wheels import image_wheels
 
         assert want.bundle is not None
-        wheels = image_wheels(self.cache, list(want.build.requirements), want.build.python_version)
+        wheels = image_wheels(self.wheel_cache, list(want.build.requirements), want.build.python_version)
         destination = Path(want.bundle) / want.bundle_name()
         write_bundle(Path(want.edge_dir), wheels, destination, labels_of(want, self.project))
         return destination
