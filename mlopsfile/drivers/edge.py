@@ -11,17 +11,18 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from mlopsfile.drivers.edge_bundle import context_files, edge_server_digest, write_bundle, write_tar
+from mlopsfile.drivers.ray_cluster import free_port
 from mlopsfile.edge_resources import DesiredEdge, EdgeImage, ObservedEdge, ParitySummary, PreparedEdge
 from mlopsfile.errors import DriverError, ResolveError
 from mlopsfile.resources import ResolvedModel
 from mlopsfile.spec.edge import EdgeTarget
+from mlopsfile.spec.specset import canonical_digest
 
 LABEL = "io.mlopsfile"
 PREPARED = "prepared.json"
@@ -53,8 +54,6 @@ class EdgeDriver:
 
         settings = {"quantize": target.quantize, "parity": target.parity.model_dump(),
                     "reference": _reference_digest(target, root)}
-        from mlopsfile.spec.specset import canonical_digest
-
         out = self.cache / "builds" / f"{model.digest[:16]}-{canonical_digest(settings)[:12]}"
         requirements = tuple(default_edge_requirements())
         cached = out / PREPARED
@@ -225,11 +224,8 @@ class EdgeDriver:
             self.client().images.prune(filters={"dangling": True, "label": "io.mlopsfile.stage=install"})
 
     def move_tags(self, want: DesiredEdge, tags: tuple[str, ...]) -> None:
-        image = self._image_of(want.name, want.build.key)
         for tag in tags:
-            if tag == "stable":
-                self._keep_previous(want.image, image.id)
-            image.tag(want.image, tag)
+            self.point(want.name, want.image, tag, want.build.key)
 
     def point(self, name: str, repository: str, tag: str, build_key: str) -> None:
         """Move one tag onto the deployment's image of ``build_key`` (promotion and rollback)."""
@@ -296,7 +292,7 @@ class EdgeDriver:
 
         body = (edge_dir / SAMPLE).read_bytes()
         expected = EdgeModel(edge_dir).predict(json.loads(body))
-        port = _free_port()
+        port = free_port()
         container = self.client().containers.run(image_ref, command=["--host", "127.0.0.1", "--port", str(port)],
                                                   network_mode="host", detach=True)
         try:
@@ -330,12 +326,6 @@ def _wait_healthy(url: str, container: Any, timeout_s: float = 60) -> bool:
             pass
         time.sleep(0.2)
     return False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _reference_digest(target: EdgeTarget, root: Path) -> str | None:

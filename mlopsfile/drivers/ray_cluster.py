@@ -66,7 +66,7 @@ class HeadRecord:
     started_at: float
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -144,7 +144,7 @@ class LocalHead:
         if not token_path.is_file():
             token_path.write_text(secrets.token_hex(32))
             token_path.chmod(0o600)
-        gcs_port, dashboard_port = _free_port(), _free_port()
+        gcs_port, dashboard_port = free_port(), free_port()
         # Ray's unix socket paths must stay short, so its temp dir lives under /tmp.
         temp_dir = Path("/tmp") / f"mlopsfile-ray-{hashlib.sha256(str(self.directory).encode()).hexdigest()[:10]}"
         log_path = self.directory / "head.log"
@@ -156,9 +156,9 @@ class LocalHead:
             "--temp-dir", str(temp_dir),
             # Ray's fixed default ports (52365, 10001, ...) would clash with a second head on this
             # machine (another project, a benchmark): every listening port is chosen free.
-            "--dashboard-agent-listen-port", str(_free_port()), "--dashboard-agent-grpc-port", str(_free_port()),
-            "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
-            "--ray-client-server-port", str(_free_port()),
+            "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+            "--runtime-env-agent-port", str(free_port()), "--metrics-export-port", str(free_port()),
+            "--ray-client-server-port", str(free_port()),
         ]
         if self.num_cpus is not None:
             command += ["--num-cpus", str(self.num_cpus)]

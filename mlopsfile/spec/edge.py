@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from mlopsfile.spec.common import Strict
 
@@ -13,6 +13,12 @@ from mlopsfile.spec.common import Strict
 IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 PYTHON_RE = re.compile(r"^3\.[0-9]{1,2}$")
+# Field -> (its form, the one-line error when a value does not have it).
+FORMS = {
+    "image": (IMAGE_RE, "invalid image repository {!r}: lowercase letters, digits, '.', '_', '-' and '/'"),
+    "registry": (REGISTRY_RE, "invalid registry {!r}: expected host[:port][/namespace]"),
+    "python_version": (PYTHON_RE, "invalid python_version {!r}: expected e.g. '3.11'"),
+}
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 
 
@@ -75,23 +81,10 @@ class EdgeTarget(Strict):
         default=None, description="Also run the canary image and send it the parity sample before a promotion.",
     )
 
-    @field_validator("image")
+    @field_validator("image", "registry", "python_version")
     @classmethod
-    def _valid_image(cls, value: str | None) -> str | None:
-        if value is not None and not IMAGE_RE.match(value):
-            raise ValueError(f"invalid image repository {value!r}: lowercase letters, digits, '.', '_', '-' and '/'")
-        return value
-
-    @field_validator("registry")
-    @classmethod
-    def _valid_registry(cls, value: str | None) -> str | None:
-        if value is not None and not REGISTRY_RE.match(value):
-            raise ValueError(f"invalid registry {value!r}: expected host[:port][/namespace]")
-        return value
-
-    @field_validator("python_version")
-    @classmethod
-    def _valid_python(cls, value: str) -> str:
-        if not PYTHON_RE.match(value):
-            raise ValueError(f"invalid python_version {value!r}: expected e.g. '3.11'")
+    def _well_formed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, message = FORMS[info.field_name or ""]
+        if value is not None and not pattern.match(value):
+            raise ValueError(message.format(value))
         return value
