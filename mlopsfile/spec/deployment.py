@@ -127,6 +127,9 @@ class DeploymentSpec(Strict):
 
 def _check_batch_rollout(rollout: Rollout) -> None:
     """A batch target rolls out directly, through a sampled canary, or with a shadow candidate."""
+    if isinstance(rollout, CanaryRollout) and rollout.analysis.drift is not None:
+        raise ValueError("analysis.drift gates online canaries; a batch canary's gates are min_agreement and "
+                         "max_mean_shift")
     if isinstance(rollout, CanaryRollout):
         if rollout.steps:
             raise ValueError("a batch canary has no traffic steps: it scores a `sample` of the input with both "

@@ -13,14 +13,16 @@ from mlopsfile.errors import SpecError
 from mlopsfile.spec.common import API_VERSION
 from mlopsfile.spec.deployment import DeploymentDocument
 from mlopsfile.spec.model import ModelDocument
+from mlopsfile.spec.monitor import MonitorDocument
 from mlopsfile.spec.yaml_source import Path, PositionIndex, RawDocument, dotted_path
 
 KINDS: dict[str, type[BaseModel]] = {
     "Model": ModelDocument,
     "Deployment": DeploymentDocument,
+    "Monitor": MonitorDocument,
 }
 
-Document = Union[ModelDocument, DeploymentDocument]
+Document = Union[ModelDocument, DeploymentDocument, MonitorDocument]
 
 
 class AnyDocument(RootModel[Document]):

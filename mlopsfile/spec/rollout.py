@@ -60,6 +60,13 @@ class Analysis(Strict):
             "deviations of the published version's predictions."
         ),
     )
+    drift: str | None = Field(
+        default=None,
+        description=(
+            "Online canaries: name of a Monitor of this deployment; its detector also tests the candidate's "
+            "traffic, and a drift verdict aborts the rollout like any failed gate."
+        ),
+    )
     min_requests: int = Field(
         default=20, ge=1,
         description=(

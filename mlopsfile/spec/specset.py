@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from mlopsfile.spec.deployment import DeploymentDocument
 from mlopsfile.spec.documents import LocatedDocument
 from mlopsfile.spec.model import ModelDocument
+from mlopsfile.spec.monitor import MonitorDocument
 
 
 def canonical_digest(value: object) -> str:
@@ -23,11 +24,12 @@ class SpecSet:
 
     models: dict[str, LocatedDocument] = field(default_factory=dict)
     deployments: dict[str, LocatedDocument] = field(default_factory=dict)
+    monitors: dict[str, LocatedDocument] = field(default_factory=dict)
 
     @classmethod
     def from_documents(cls, documents: list[LocatedDocument]) -> SpecSet:
         specset = cls()
-        table = {"Model": specset.models, "Deployment": specset.deployments}
+        table = {"Model": specset.models, "Deployment": specset.deployments, "Monitor": specset.monitors}
         for located in documents:
             table[located.kind].setdefault(located.name, located)
         return specset
@@ -37,6 +39,9 @@ class SpecSet:
 
     def deployment(self, name: str) -> DeploymentDocument:
         return self.deployments[name].document  # type: ignore[return-value]
+
+    def monitor(self, name: str) -> MonitorDocument:
+        return self.monitors[name].document  # type: ignore[return-value]
 
     def deployment_digest(self, name: str) -> str:
         """Digest of what a deployment's behaviour depends on in the specs: itself and its model."""
@@ -56,4 +61,5 @@ class SpecSet:
         return canonical_digest({
             "models": {name: self.model(name).model_dump(mode="json") for name in sorted(self.models)},
             "deployments": {name: self.deployment(name).model_dump(mode="json") for name in sorted(self.deployments)},
+            "monitors": {name: self.monitor(name).model_dump(mode="json") for name in sorted(self.monitors)},
         })

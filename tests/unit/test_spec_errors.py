@@ -70,7 +70,7 @@ def test_document_that_is_not_a_mapping(write_specs: WriteSpecs) -> None:
 
 def test_unknown_kind(write_specs: WriteSpecs) -> None:
     root = write_specs({"a.yaml": MODEL.replace("kind: Model", "kind: Modle")})
-    assert spec_errors(root) == ["specs/a.yaml:2:7: kind: unknown kind 'Modle'; known kinds: Model, Deployment"]
+    assert spec_errors(root) == ["specs/a.yaml:2:7: kind: unknown kind 'Modle'; known kinds: Model, Deployment, Monitor"]
 
 
 def test_missing_kind_points_at_the_document(write_specs: WriteSpecs) -> None:
@@ -140,7 +140,7 @@ def test_every_error_of_a_run_is_reported(write_specs: WriteSpecs) -> None:
         "specs/a.yaml:16:15: spec.target.replicas: Input should be a valid integer, "
         "unable to parse string as an integer, got 'two'",
         "specs/a.yaml:17:5: spec.target.resourcs: unknown field 'resourcs' (did you mean 'resources'?)",
-        "specs/b.yaml:2:7: kind: unknown kind 'Gadget'; known kinds: Model, Deployment",
+        "specs/b.yaml:2:7: kind: unknown kind 'Gadget'; known kinds: Model, Deployment, Monitor",
         "specs/c.yaml:2:1: YAML syntax error: expected the node content, but found '<stream end>'",
     ]
 
@@ -344,7 +344,7 @@ def test_cli_validate_prints_one_line_per_error(write_specs: WriteSpecs, tmp_pat
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stderr.splitlines() == [
-        "specs/a.yaml:2:7: kind: unknown kind 'Modle'; known kinds: Model, Deployment",
+        "specs/a.yaml:2:7: kind: unknown kind 'Modle'; known kinds: Model, Deployment, Monitor",
         "specs/a.yaml:16:15: spec.target.replicas: Input should be a valid integer, "
         "unable to parse string as an integer, got 'two'",
         "2 error(s) in the specs",
