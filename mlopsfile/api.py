@@ -37,7 +37,10 @@ from mlopsfile.state.store import Lock, StateStore
 
 if TYPE_CHECKING:
     from mlopsfile.drivers.edge import EdgeDriver
+    from mlopsfile.drivers.monitor import MonitorDriver
+    from mlopsfile.drivers.monitor_data import MonitorData
     from mlopsfile.edge_resources import ObservedEdge
+    from mlopsfile.monitor_resources import ObservedMonitor
 
 
 @dataclass
@@ -92,6 +95,20 @@ class Project:
         return EdgeDriver(self.settings.project, self.settings.state_dir, self.settings.docker_host,
                           self.settings.tracking_uri)
 
+    @cached_property
+    def monitors(self) -> MonitorDriver:
+        from mlopsfile.drivers.monitor import MonitorDriver
+        from mlopsfile.drivers.online import OnlineDriver
+
+        online = self.drivers["online"]
+        return MonitorDriver(online if isinstance(online, OnlineDriver) else OnlineDriver(self.settings))
+
+    @cached_property
+    def monitor_data(self) -> MonitorData:
+        from mlopsfile.drivers.monitor_data import MonitorData
+
+        return MonitorData(self.settings.tracking_uri, self.settings.state_dir / "cache" / "monitors")
+
     @property
     def runtime_digest(self) -> str:
         if self.runtime_digest_override is not None:
@@ -108,7 +125,7 @@ class Project:
     def desired(self, specset: SpecSet | None = None) -> DesiredState:
         specset = specset or self.validate()
         return build_desired(specset, self.resolver, self.settings.project, self.runtime_digest,
-                             inputs=self.batch, root=self.settings.root, edge=self.edge)
+                             inputs=self.batch, root=self.settings.root, edge=self.edge, monitors=self.monitor_data)
 
     def observe(self, batch_outputs: Mapping[str, str] | None = None,
                 edge_bundles: Mapping[str, str | None] | None = None) -> ObservedState:
@@ -118,7 +135,13 @@ class Project:
         for driver in self.drivers.values():
             found.extend(driver.observe())
         return ObservedState(deployments=tuple(found), batches=tuple(self.batch.observe(dict(batch_outputs or {}))),
-                             edges=tuple(self._observe_edges(dict(edge_bundles or {}))))
+                             edges=tuple(self._observe_edges(dict(edge_bundles or {}))),
+                             monitors=tuple(self._observe_monitors()))
+
+    def _observe_monitors(self) -> list[ObservedMonitor]:
+        if self.drivers_override is not None:  # in-memory drivers: no Ray to hold monitors
+            return []
+        return self.monitors.observe()
 
     def _observe_edges(self, bundles: dict[str, str | None]) -> list[ObservedEdge]:
         """A project without edge deployments does not need a Docker engine: one that cannot be
@@ -146,8 +169,10 @@ class Project:
                 for name, h in self.store.holds().items()}
 
     def controller(self, events: Events | None = None) -> RolloutController:
+        drift = None if self.drivers_override is not None else \
+            (lambda monitor: list(self.monitors.history(monitor).get("verdicts", [])))
         return RolloutController(self.store, self.drivers["online"], self.settings.project,  # type: ignore[arg-type]
-                                 git_commit(self.settings.specs), events)
+                                 git_commit(self.settings.specs), events, drift=drift)
 
     def empty_desired(self) -> DesiredState:
         return DesiredState(project=self.settings.project, specs_digest=canonical_digest({}))
@@ -177,15 +202,17 @@ class Project:
         check_fresh(plan, specs_digest, spec_digests, observed, self.settings.project)
         executor = Executor(self.drivers, self.store, observed, git_commit(self.settings.specs), plan_id(plan), progress,
                             controller=self.controller(events), batch=self.batch, events=events,
-                            edge=self.edge if plan.edge_bundles or observed.edges else None)
+                            edge=self.edge if plan.edge_bundles or observed.edges else None,
+                            monitors=self.monitors if any(c.target == "monitor" for c in plan.changes) else None)
         return executor.run(plan)
 
     def drive(self, names: list[str] | None = None, events: Events | None = None, tick_s: float | None = None,
-              until: Callable[[RolloutRecord], bool] | None = None) -> dict[str, RolloutRecord]:
+              until: Callable[[RolloutRecord], bool] | None = None,
+              should_stop: Callable[[], bool] = lambda: False) -> dict[str, RolloutRecord]:
         """Run the reconcile loop in the foreground until the named (or all) rollouts end."""
         tick = tick_s if tick_s is not None else float(os.environ.get("MLOPSFILE_TICK_S", "1"))
         loop = ReconcileLoop(self.store, self.controller(events), tick_s=tick, events=events)
-        return loop.run(names, until=until)
+        return loop.run(names, until=until, should_stop=should_stop)
 
     def request(self, name: str, action: str, events: Events | None = None) -> RolloutRecord:
         """``promote`` or ``abort`` by hand: the loop driving the rollout (this one if none) carries it out."""

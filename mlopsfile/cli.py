@@ -173,9 +173,14 @@ def status(
     """Each deployment: revision, model version, live health, route."""
 
     def body() -> None:
-        rows = _project(specs).status()
+        project = _project(specs)
+        rows = project.status()
+        from mlopsfile.api_monitors import monitor_rows
+        from mlopsfile.cli_monitors import monitor_json, print_monitors
+
+        monitors = monitor_rows(project)
         if output_format == "json":
-            print(json.dumps([_row_json(r) for r in rows], indent=2, default=str))
+            print(json.dumps([_row_json(r) for r in rows] + [monitor_json(m) for m in monitors], indent=2, default=str))
             return
         if not rows:
             out.print("No deployments in the specs and none live.")
@@ -209,6 +214,7 @@ def status(
         from mlopsfile.cli_batch import print_batches
 
         print_batches(out, rows)
+        print_monitors(out, monitors)
 
     guarded(body)
 
@@ -380,4 +386,4 @@ def main() -> None:
     app()
 
 
-from mlopsfile import cli_batch, cli_edge, cli_rollouts  # noqa: E402,F401  (register run, logs, watch, promote, ...)
+from mlopsfile import cli_batch, cli_edge, cli_monitors, cli_rollouts, cli_watch  # noqa: E402,F401  (register run, logs, watch, drift, ...)

@@ -1,8 +1,7 @@
-"""Batch commands (run, logs), the batch part of `status`, and `watch`'s schedule loop."""
+"""Batch commands (run, logs) and the batch part of `status`."""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -41,31 +40,6 @@ def logs(deployment: DeploymentArg) -> None:
         job_id, text = _project().logs(deployment)
         err.print(f"[dim]job {escape(job_id)}[/dim]")
         print(text, end="" if text.endswith("\n") else "\n")
-
-    guarded(body)
-
-
-@app.command()
-def watch(
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between two looks at schedules and inputs.")] = 30.0,
-) -> None:
-    """Keep batch deployments current: run on schedule and when their model or input moves.
-
-    Runs until interrupted (Ctrl-C or SIGTERM); a run in progress continues on Ray.
-    """
-    from mlopsfile.cli_rollouts import print_event
-
-    def body() -> int:
-        project = _project()
-        err.print(f"Watching batch deployments every {interval:g}s. Ctrl-C stops.")
-        while True:
-            report = project.run_due(print_event)
-            if report is None:
-                err.print("[dim]another apply holds the state lock; looking again later[/dim]")
-            for outcome in report.outcomes if report else []:
-                state = "done" if outcome.outcome == "applied" else f"{outcome.outcome}: {outcome.message}"
-                print_event(outcome.change.name, f"run {state}")
-            time.sleep(interval)
 
     guarded(body)
 

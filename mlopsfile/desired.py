@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from mlopsfile.desired_monitors import MonitorPreparer, desired_monitors, monitor_taps
 from mlopsfile.edge_resources import DesiredEdge, EdgeBuild, PreparedEdge
 from mlopsfile.errors import ResolveError, SpecError, SpecErrors
 from mlopsfile.resources import (
@@ -57,7 +58,7 @@ class InputLister(Protocol):
 
 def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runtime_digest: str,
                   inputs: InputLister | None = None, root: Path | None = None,
-                  edge: EdgePreparer | None = None) -> DesiredState:
+                  edge: EdgePreparer | None = None, monitors: MonitorPreparer | None = None) -> DesiredState:
     """Resolve every Model once; a model that cannot be resolved is a spec error at its uri.
 
     Batch deployments list their input files through ``inputs``; relative paths start at ``root``.
@@ -99,11 +100,14 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
             spec_digest=specset.deployment_digest(name),
             source=specset.deployments[name].at(),
             model=model,
-            serving=online_serving(document, model, runtime_digest),
+            serving=online_serving(document, model, runtime_digest).model_copy(
+                update={"taps": monitor_taps(specset, name)}),
             labels=document.metadata.labels,
             rollout=rollout_settings(document),
             experiment=experiment,
         ))
+    wanted_monitors, monitor_errors = desired_monitors(specset, resolved, monitors, project, root or Path.cwd())
+    errors.extend(monitor_errors)
     if errors:
         raise SpecErrors(errors)
     return DesiredState(
@@ -112,6 +116,7 @@ def build_desired(specset: SpecSet, resolver: ModelResolver, project: str, runti
         deployments=tuple(deployments),
         batches=tuple(batches),
         edges=tuple(edges),
+        monitors=tuple(wanted_monitors),
         models=tuple(resolved[n] for n in sorted(resolved)),
     )
 
@@ -216,6 +221,7 @@ def rollout_settings(document: DeploymentDocument) -> RolloutSettings:
             strategy="canary", steps=tuple((step.weight, _seconds(step.pause)) for step in rollout.steps or []),
             max_error_rate=rollout.analysis.max_error_rate, max_p99_ms=rollout.analysis.max_p99_ms,
             min_requests=rollout.analysis.min_requests, keep_previous_s=duration_seconds(rollout.keep_previous),
+            drift_monitor=rollout.analysis.drift,
         )
     if isinstance(rollout, BlueGreenRollout):
         return RolloutSettings(

@@ -57,6 +57,14 @@ class ResolveError(MlopsfileError):
     """A model reference cannot be resolved in the registry."""
 
 
+class MonitorDataError(ResolveError):
+    """A monitor's reference data or features do not fit (``field`` names the spec field)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class PlanError(MlopsfileError):
     """The desired state cannot be planned against what is live."""
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mlopsfile.edge_resources import DesiredEdge, ObservedEdge
+from mlopsfile.monitor_resources import DesiredMonitor, DriftTap, ObservedMonitor
 from mlopsfile.spec.specset import canonical_digest
 from mlopsfile.values import ResolvedModel, Value
 
@@ -34,6 +35,7 @@ class OnlineServing(Value):
     max_batch_size: int | None
     batch_wait_timeout_s: float | None
     max_ongoing_requests: int
+    taps: tuple[DriftTap, ...] = Field(default=(), description="Monitors the ingress hands sampled requests to.")
 
 
 # Changing any of these means new replicas (new code, new weights or new resources);
@@ -66,6 +68,7 @@ class RolloutSettings(Value):
     sticky_header: str | None = None
     duration_s: float | None = None
     sample: float = 0.0
+    drift_monitor: str | None = Field(default=None, description="Canary gate: a Monitor testing the candidate's traffic.")
 
     @property
     def progressive(self) -> bool:
@@ -277,6 +280,7 @@ class DesiredState(Value):
     deployments: tuple[DesiredDeployment, ...] = ()
     batches: tuple[DesiredBatch, ...] = ()
     edges: tuple[DesiredEdge, ...] = ()
+    monitors: tuple[DesiredMonitor, ...] = ()
     models: tuple[ResolvedModel, ...] = ()
 
     @cached_property
@@ -291,6 +295,9 @@ class DesiredState(Value):
 
     def edge(self, name: str) -> DesiredEdge | None:
         return next((e for e in self.edges if e.name == name), None)
+
+    def monitor(self, name: str) -> DesiredMonitor | None:
+        return next((m for m in self.monitors if m.name == name), None)
 
 
 class Health(Value):
@@ -380,6 +387,7 @@ class ObservedState(Value):
     deployments: tuple[ObservedDeployment, ...] = ()
     batches: tuple[ObservedBatch, ...] = ()
     edges: tuple[ObservedEdge, ...] = ()
+    monitors: tuple[ObservedMonitor, ...] = ()
 
     @cached_property
     def _by_name(self) -> dict[str, ObservedDeployment]:
@@ -393,3 +401,6 @@ class ObservedState(Value):
 
     def edge(self, name: str) -> ObservedEdge | None:
         return next((e for e in self.edges if e.name == name), None)
+
+    def monitor(self, name: str) -> ObservedMonitor | None:
+        return next((m for m in self.monitors if m.name == name), None)

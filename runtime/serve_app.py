@@ -6,6 +6,8 @@ One deployment class plays both parts:
   extra hop in the steady state) and, during a rollout, routes a share of requests to a
   candidate application by the weights in its traffic table, mirrors requests for
   shadow tests and counts requests, errors and latency per arm;
+* the ingress also hands a sample of answered requests (of every arm) to the drift
+  monitors tapping the deployment (see ``runtime.drift_tap``);
 * a **candidate application** (``<deployment>.candidate``) runs the same class with no
   traffic table: it only scores, for the ingress (through a handle) and on its preview
   route.
@@ -16,15 +18,19 @@ replica counts, batching and bookkeeping change in place without restarting repl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 from typing import Any
 
+import ray
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from runtime.drift_monitor import NAMESPACE, monitor_actor_name
+from runtime.drift_tap import DriftTaps, TapItem
 from runtime.scoring import BadRequest, ParsedRequest, RequestParser, predict, predictions_json
 from runtime.shadow import ShadowMirror
 from runtime.stats import StatsPublisher
@@ -51,6 +57,8 @@ class ModelServer:
         self.publisher: StatsPublisher | None = None
         self.handles: dict[str, Any] = {}
         self.mirror = ShadowMirror(self._send_batch, self._arm_stats, self._publish)
+        self.taps = DriftTaps(self._send_to_monitor)
+        self.monitors: dict[str, Any] = {}
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         serving = config["serving"]
@@ -72,6 +80,10 @@ class ModelServer:
             self._predict_batch.set_max_batch_size(int(serving["max_batch_size"]))
             self._predict_batch.set_batch_wait_timeout_s(float(serving.get("batch_wait_timeout_s") or 0.0))
         self.table = TrafficTable(config.get("traffic"), self.version)
+        # A candidate application's own route carries only preview requests, which its
+        # traffic table would file under "stable": they must not reach the monitors.
+        candidate = (config.get("mlopsfile") or {}).get("role") == "candidate"
+        self.taps.configure([] if candidate else serving.get("taps") or [])
         if config.get("traffic") is not None and self.publisher is None:
             self.publisher = StatsPublisher(serve.get_replica_context().app_name)
 
@@ -119,10 +131,13 @@ class ModelServer:
         else:
             status, payload, headers = await self._forward(arm, body)
         self._record(arm.key, (time.perf_counter() - started) * 1000, status < 500)
-        if status == 200 and arm.local:
-            mirror = table.mirror()
-            if mirror is not None and mirror.app is not None:
-                self.mirror.offer(mirror.key, mirror.app, body, payload)
+        if status == 200:
+            if self.taps.active:
+                self.taps.offer(arm.key, body, payload)
+            if arm.local:
+                mirror = table.mirror()
+                if mirror is not None and mirror.app is not None:
+                    self.mirror.offer(mirror.key, mirror.app, body, payload)
         return Response(payload, status_code=status, media_type="application/json", headers=headers)
 
     # -- scoring (also called through a handle by the ingress of the deployment) ------
@@ -185,6 +200,20 @@ class ModelServer:
             return 503, _error_body(f"model {arm.version} unavailable: {type(exc).__name__}", 503), \
                 {"x-model-version": arm.version}
         return status, payload, headers
+
+    async def _send_to_monitor(self, monitor: str, batch: list[TapItem], dropped: int) -> None:
+        actor = self.monitors.get(monitor)
+        try:
+            if actor is None:
+                # A GCS round trip: kept off the event loop that answers requests.
+                actor = await asyncio.to_thread(ray.get_actor, monitor_actor_name(monitor), namespace=NAMESPACE)
+                self.monitors[monitor] = actor
+            await actor.offer.remote(batch, dropped)
+        except Exception:
+            # The monitor is not there yet, or was replaced by a new actor of the same name:
+            # look it up again next time. The tap counts this batch as dropped.
+            self.monitors.pop(monitor, None)
+            raise
 
     def _handle(self, app: str | None) -> Any:
         assert app is not None
@@ -250,7 +279,7 @@ class ModelServer:
             arms = await self.publisher.merged(self.stats)
         else:
             arms = {key: stats.to_dict() for key, stats in self.stats.items()}
-        return {"generation": self.table.generation, "arms": arms}
+        return {"generation": self.table.generation, "arms": arms, "taps": self.taps.counters()}
 
 
 def _error_body(message: str, status: int) -> bytes:

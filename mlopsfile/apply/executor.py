@@ -17,6 +17,7 @@ from mlopsfile.controller.loop import rollout_lock_scope
 from mlopsfile.controller.rollouts import Events, RolloutController
 from mlopsfile.drivers.base import DeploymentDriver
 from mlopsfile.errors import DriverError
+from mlopsfile.monitor_resources import DesiredMonitor
 from mlopsfile.plan.types import Action, Change, Plan
 from mlopsfile.resources import (
     DesiredBatch,
@@ -87,11 +88,23 @@ class EdgeImages(Protocol):
     def delete(self, name: str) -> None: ...
 
 
+class MonitorActors(Protocol):
+    """What apply needs of the monitor driver."""
+
+    def start(self, want: DesiredMonitor) -> None:
+        """Start the monitor's actor, replacing one that runs another configuration."""
+        ...
+
+    def stop(self, name: str) -> None: ...
+
+
 class Executor:
     def __init__(self, drivers: Mapping[str, DeploymentDriver], store: StateStore, observed: ObservedState,
                  git_commit: str | None, plan_id: str, progress: Progress | None = None,
                  controller: RolloutController | None = None, batch: BatchRuns | None = None,
-                 events: Events | None = None, edge: EdgeImages | None = None) -> None:
+                 events: Events | None = None, edge: EdgeImages | None = None,
+                 monitors: MonitorActors | None = None) -> None:
+        self.monitors = monitors
         self.drivers = drivers
         self.edge = edge
         self.batch = batch
@@ -112,7 +125,9 @@ class Executor:
             self.progress("start", change, None)
             started = time.monotonic()
             try:
-                if change.target == "edge" and change.action != Action.DELETE:
+                if change.target == "monitor":
+                    self.visit_monitor(change)
+                elif change.target == "edge" and change.action != Action.DELETE:
                     self.visit_edge(change)
                 else:
                     getattr(self, f"visit_{change.action.value}")(plan, change)
@@ -180,6 +195,14 @@ class Executor:
         if steps.push or (want.registry and steps.tags):
             self.edge.push(want)
 
+    def visit_monitor(self, change: Change) -> None:
+        assert self.monitors is not None
+        if change.action == Action.DELETE:
+            self.monitors.stop(change.name)
+        else:
+            assert change.monitor is not None
+            self.monitors.start(change.monitor)
+
     def visit_delete(self, plan: Plan, change: Change) -> None:
         if change.target == "edge":
             assert self.edge is not None
@@ -224,7 +247,8 @@ class Executor:
         return live.traffic.model_copy(update={"generation": live.traffic.generation + 1, "arms": arms})
 
     def _undo(self, change: Change, error: DriverError) -> str:
-        if change.target in ("batch", "edge"):  # nothing readers or devices use moved: no tag, no published run
+        if change.target in ("batch", "edge", "monitor"):  # nothing readers or devices use moved; a monitor
+            # that failed to start was stopped by its driver
             return str(error)  # a failed run published nothing: the output readers see is unchanged
         driver = self.drivers[change.target]
         try:
@@ -240,6 +264,11 @@ class Executor:
         return str(error)
 
     def _record(self, change: Change, outcome: ChangeOutcome) -> None:
+        if change.target == "monitor":  # no revisions: a monitor is its spec, and the audit log says when it moved
+            self.store.audit(operation="apply", outcome=outcome.outcome, resource=change.address,
+                             action=change.action.value, revision=None, message=outcome.message or change.reason,
+                             git_commit=self.git_commit)
+            return
         desired = change.desired or change.batch or change.edge
         if outcome.outcome != "failed":
             self.store.clear_hold(change.name)

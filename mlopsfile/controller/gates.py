@@ -18,15 +18,31 @@ class Gate:
     text: str
 
 
+# Gates that say "not enough data yet" (the step waits) rather than "bad" (the rollout aborts).
+WAITING_GATES = ("min_requests", "drift_windows")
+
+
+@dataclass(frozen=True)
+class DriftWindows:
+    """The candidate's windows a drift monitor tested since the rollout started."""
+
+    monitor: str
+    windows: int
+    drifted: int
+    lowest_p_value: float | None = None
+    readable: bool = True
+
+
 @dataclass(frozen=True)
 class GateReport:
     gates: tuple[Gate, ...]
     requests: int
-    enough: bool  # at least min_requests: the other gates count
+    enough: bool  # at least min_requests (and a drift window, with a drift gate): the other gates count
 
     @property
     def failed(self) -> list[Gate]:
-        return [g for g in self.gates if not g.ok and g.name != "min_requests"] if self.enough else []
+        # A drifted window aborts at once: more requests would not make the candidate's inputs less drifted.
+        return [g for g in self.gates if not g.ok and g.name not in WAITING_GATES and (self.enough or g.name == "drift")]
 
     def as_json(self) -> list[dict[str, Any]]:
         return [asdict(g) for g in self.gates]
@@ -35,7 +51,7 @@ class GateReport:
         return "; ".join(g.text for g in self.gates)
 
 
-def evaluate(window: ArmStats, settings: RolloutSettings) -> GateReport:
+def evaluate(window: ArmStats, settings: RolloutSettings, drift: DriftWindows | None = None) -> GateReport:
     requests = window.requests
     enough = requests >= settings.min_requests
     gates = [Gate("min_requests", float(requests), float(settings.min_requests), enough,
@@ -49,7 +65,23 @@ def evaluate(window: ArmStats, settings: RolloutSettings) -> GateReport:
         ok = p99 is None or p99 <= settings.max_p99_ms
         gates.append(Gate("p99_ms", p99, settings.max_p99_ms, ok,
                           f"p99 {'-' if p99 is None else f'{p99:g} ms'} {'≤' if ok else '>'} {settings.max_p99_ms:g} ms"))
+    if settings.drift_monitor is not None:
+        gates.extend(_drift_gates(settings.drift_monitor, drift))
+        enough = enough and gates[-2].ok
     return GateReport(tuple(gates), requests, enough)
+
+
+def _drift_gates(monitor: str, drift: DriftWindows | None) -> list[Gate]:
+    if drift is None or not drift.readable:
+        return [Gate("drift_windows", None, 1.0, False, f"monitor/{monitor} unreadable; waiting"),
+                Gate("drift", None, 0.0, True, "drift: not known yet")]
+    tested = drift.windows >= 1
+    ok = drift.drifted == 0
+    lowest = f", lowest p-value {drift.lowest_p_value:.3g}" if drift.lowest_p_value is not None else ""
+    return [Gate("drift_windows", float(drift.windows), 1.0, tested,
+                 f"drift windows {drift.windows} {'≥' if tested else '<'} 1"),
+            Gate("drift", float(drift.drifted), 0.0, ok,
+                 f"monitor/{monitor}: {drift.drifted} of {drift.windows} candidate windows drifted{lowest}")]
 
 
 def smoke_window(results: list[tuple[int, float, str]]) -> ArmStats:

@@ -57,7 +57,8 @@ def _redeploy(project: Project, name: str, to_revision: int | None) -> str:
     if live is None or live.serving is None or live.ownership is None or not live.managed_by(project.settings.project):
         raise MlopsfileError(f"deployment {name!r} is not live in project {project.settings.project!r}")
     target, config = _target(project, name, to_revision, live.serving.model_version, live.ownership.revision)
-    serving = OnlineServing.model_validate(config)
+    # The monitors watching the deployment keep watching it: they are not part of the model's revision.
+    serving = OnlineServing.model_validate(config).model_copy(update={"taps": live.serving.taps})
     revision = max(store.last_revisions().get(name, 0), live.ownership.revision) + 1
     ownership = Ownership(project=project.settings.project, resource=f"deployment/{name}",
                           spec_digest=live.ownership.spec_digest, revision=revision)

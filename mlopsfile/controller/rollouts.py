@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from mlopsfile.controller.gates import GateReport, evaluate, smoke_window
+from mlopsfile.controller.gates import DriftWindows, GateReport, evaluate, smoke_window
 from mlopsfile.drivers.base import RolloutDriver
 from mlopsfile.errors import DriverError, MlopsfileError
 from mlopsfile.plan.types import Change
@@ -36,6 +36,8 @@ from mlopsfile.state.store import StateStore
 from runtime.traffic import ArmStats, arm_key
 
 Events = Callable[[str, str], None]
+# A monitor's recent verdicts (the actor's records: seq, time, arm, is_drift, p_value, ...).
+DriftReader = Callable[[str], list[dict[str, Any]]]
 
 
 def utcnow() -> datetime:
@@ -44,7 +46,9 @@ def utcnow() -> datetime:
 
 class RolloutController:
     def __init__(self, store: StateStore, driver: RolloutDriver, project: str, git_commit: str | None = None,
-                 events: Events | None = None, now: Callable[[], datetime] = utcnow) -> None:
+                 events: Events | None = None, now: Callable[[], datetime] = utcnow,
+                 drift: DriftReader | None = None) -> None:
+        self.drift = drift
         self.store = store
         self.driver = driver
         self.project = project
@@ -330,7 +334,22 @@ class RolloutController:
 
     def _window_report(self, record: RolloutRecord, live: ObservedDeployment) -> GateReport:
         key = arm_key("candidate", str(record.to_version))
-        return evaluate(window_stats(self._counters(live), record.baseline, key), self._desired(record).rollout)
+        settings = self._desired(record).rollout
+        drift = self._drift_windows(settings.drift_monitor, key, record.started_at) if settings.drift_monitor else None
+        return evaluate(window_stats(self._counters(live), record.baseline, key), settings, drift)
+
+    def _drift_windows(self, monitor: str, key: str, since: datetime) -> DriftWindows:
+        """The candidate's windows the monitor tested since the rollout started."""
+        if self.drift is None:
+            return DriftWindows(monitor, 0, 0, readable=False)
+        try:
+            verdicts = self.drift(monitor)
+        except DriverError:
+            return DriftWindows(monitor, 0, 0, readable=False)
+        mine = [v for v in verdicts if v.get("arm") == key and float(v.get("time") or 0) >= since.timestamp()]
+        p_values = [float(v["p_value"]) for v in mine if v.get("p_value") is not None]
+        return DriftWindows(monitor, len(mine), sum(1 for v in mine if v.get("is_drift")),
+                            min(p_values) if p_values else None)
 
     def _arm_summary(self, live: ObservedDeployment, record: RolloutRecord) -> str:
         counters = self._counters(live)

@@ -54,7 +54,7 @@ def server_files() -> dict[str, Path]:
     return files
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -89,7 +89,7 @@ def write_tar(files: dict[str, Path], destination: Path, extra: dict[str, bytes]
 
 def write_bundle(edge_dir: Path, wheels: Path, destination: Path, image_labels: dict[str, str]) -> None:
     files = context_files(edge_dir, wheels)
-    manifest = {"files": {name: _sha256(path) for name, path in sorted(files.items())},
+    manifest = {"files": {name: file_sha256(path) for name, path in sorted(files.items())},
                 "labels": dict(sorted(image_labels.items())),
                 "run": "PYTHONPATH=site:app python3 -m runtime.edge.server --model-dir model "
                        "(after: pip install --no-index --find-links wheels --target site onnxruntime numpy)"}

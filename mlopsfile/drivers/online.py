@@ -219,6 +219,13 @@ class OnlineDriver:
             time.sleep(0.2)
         raise DriverError(f"application {name!r} not ready after {self.deploy_timeout_s:.0f}s ({last})", temporary=True)
 
+    def connect(self) -> Any:
+        """The ray module, connected to the cluster with the runtime package (for monitor actors)."""
+        self._serve()
+        import ray
+
+        return ray
+
     def _serve(self) -> Any:
         endpoint = self.endpoint(start=True)
         assert endpoint is not None

@@ -8,6 +8,7 @@ from datetime import datetime
 from mlopsfile.errors import PlanError
 from mlopsfile.plan.batch import plan_batches, stop_orphans
 from mlopsfile.plan.edge import plan_edges, remove_orphan_edges
+from mlopsfile.plan.monitor import plan_monitors
 from mlopsfile.plan.types import (
     ACTION_ORDER,
     Action,
@@ -90,6 +91,8 @@ def make_plan(
     for edge in plan_edges(desired, observed, last_revisions, holds):
         _sort_into(edge, changes, notices, unchanged)
     changes.extend(remove_orphan_edges(desired, observed, desired.project, last_revisions))
+    for monitor in plan_monitors(desired, observed):
+        _sort_into(monitor, changes, notices, unchanged)
     changes.sort(key=lambda c: (ACTION_ORDER[c.action], c.name))
     return Plan(
         mode=mode,
@@ -124,6 +127,7 @@ def live_fingerprints(observed: ObservedState, project: str) -> dict[str, str]:
     found = {d.name: d.fingerprint() for d in observed.deployments if d.managed_by(project)}
     found.update({b.name: b.fingerprint() for b in observed.batches if b.project == project})
     found.update({e.name: e.fingerprint() for e in observed.edges if e.project == project})
+    found.update({f"monitor/{m.name}": m.digest for m in observed.monitors if m.project == project})
     return found
 
 
@@ -259,18 +263,34 @@ def _reason(want: DesiredDeployment, live: OnlineServing, diffs: list[FieldDiff]
         return f"model {want.model.name} version {want.model.version} has different artifacts (digest changed)"
     if fields == {"runtime_digest"}:
         return "the serving runtime code changed"
+    if fields == {"taps"}:
+        return _taps_reason(live, want.serving)
     if not spec_changed:
         return "the live state drifted from the specs (changed outside mlopsfile): " + ", ".join(sorted(fields))
     kind = "needs new replicas" if any(d.forces_replacement for d in diffs) else "applies in place"
     return f"spec changed ({', '.join(sorted(fields))}); {kind}"
 
 
+def _taps_reason(live: OnlineServing, want: OnlineServing) -> str:
+    """Monitors are documents of their own: adding one changes what the ingress samples, in place."""
+    before = {t.monitor: t for t in live.taps}
+    after = {t.monitor: t for t in want.taps}
+    parts = [f"starts handing {t.sample:.0%} of its requests to monitor/{name}"
+             for name, t in after.items() if name not in before]
+    parts += [f"stops feeding monitor/{name}" for name in before if name not in after]
+    parts += [f"feeds monitor/{name} {t.sample:.0%} of its {t.target}" for name, t in after.items()
+              if name in before and before[name] != t]
+    return "the ingress " + "; ".join(parts) + " (in place)"
+
+
 def _diffs(old: OnlineServing | None, new: OnlineServing | None) -> list[FieldDiff]:
-    old_values = old.model_dump() if old else {}
-    new_values = new.model_dump() if new else {}
+    old_values = old.model_dump(mode="json") if old else {}
+    new_values = new.model_dump(mode="json") if new else {}
     diffs = []
     for field in sorted(set(old_values) | set(new_values)):
         before, after = old_values.get(field), new_values.get(field)
+        if field == "taps" and not before and not after:  # no monitor on either side is no news
+            continue
         if before != after:
             diffs.append(FieldDiff(field=field, old=before, new=after, forces_replacement=field in REPLACING_FIELDS))
     return diffs

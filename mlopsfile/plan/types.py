@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from mlopsfile.edge_resources import DesiredEdge
+from mlopsfile.monitor_resources import DesiredMonitor
 from mlopsfile.resources import DesiredBatch, DesiredDeployment, ResolvedModel, Value
 
 PLAN_FORMAT_VERSION = 1
@@ -90,6 +91,7 @@ class Change(Value):
     batch: DesiredBatch | None = Field(default=None, description="The batch job a run change starts.")
     edge: DesiredEdge | None = Field(default=None, description="The edge image a change builds or tags.")
     edge_steps: EdgeChange | None = Field(default=None, description="The steps of an edge change.")
+    monitor: DesiredMonitor | None = Field(default=None, description="The monitor a change starts (absent for delete).")
 
     @property
     def address(self) -> str:

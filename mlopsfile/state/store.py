@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlopsfile.errors import LockError, MlopsfileError
+from mlopsfile.state.monitors import MonitorRecords
 from mlopsfile.state.rollouts import RolloutRecords
 from mlopsfile.state.tables import audit, locks, metadata, revisions
 
@@ -64,7 +65,7 @@ class RevisionRecord:
     message: str | None
 
 
-class StateStore(RolloutRecords):
+class StateStore(RolloutRecords, MonitorRecords):
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
@@ -82,4 +82,36 @@ holds = Table(
     Column("reason", Text, nullable=False),
     Column("live_version", String(64)),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per tested window of a monitor, copied from its actor. An actor's sequence
+# numbers restart with the actor, so a row is keyed by the actor's incarnation too.
+drift_verdicts = Table(
+    "drift_verdicts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("monitor", String(63), nullable=False, index=True),
+    Column("incarnation", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("arm", String(80), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("is_drift", Boolean, nullable=False),
+    Column("statistic", Float),
+    Column("p_value", Float),
+    Column("rows", Integer, nullable=False),
+    Column("detail", Text, nullable=False),
+    UniqueConstraint("monitor", "incarnation", "seq"),
+)
+
+drift_actions = Table(
+    "drift_actions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("monitor", String(63), nullable=False, index=True),
+    Column("incarnation", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("verdict_seq", Integer),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("message", Text),
+    UniqueConstraint("monitor", "incarnation", "seq"),
 )
