@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mlopsfile.controller.monitors import MonitorSync, SyncReport
+from mlopsfile.controller.monitors import BatchFeed, MonitorSync, SyncReport
 from mlopsfile.controller.rollouts import Events
 from mlopsfile.errors import MlopsfileError, PlanError
 from mlopsfile.state.monitors import ActionRecord, VerdictRecord
@@ -60,14 +60,36 @@ def sync_monitors(project: Project, events: Events | None = None, act: bool = Tr
             return "run done" if report.outcomes else "nothing to run"
         raise MlopsfileError(f"unknown action {kind!r}")
 
-    return MonitorSync(project.store, project.monitors, run_action, events).sync(monitors, act=act)
+    return MonitorSync(project.store, project.monitors, run_action, events).sync(monitors, act=act,
+                                                                                  feeds=batch_feeds(project))
+
+
+def batch_feeds(project: Project) -> list[BatchFeed]:
+    """The published output of each batch deployment a monitor watches."""
+    specset = project.validate()
+    outputs = project.batch_outputs(specset)
+    watched = {name: specset.monitor(name) for name in specset.monitors
+               if specset.monitor(name).spec.deployment in outputs}
+    if not watched:
+        return []
+    observed = {b.name: b for b in project.batch.observe({d.spec.deployment: outputs[d.spec.deployment]
+                                                          for d in watched.values()})}
+    feeds = []
+    for name, document in sorted(watched.items()):
+        live = observed.get(document.spec.deployment)
+        if live is not None and live.published is not None:
+            feeds.append(BatchFeed(monitor=name, published=live.published, target=document.spec.target,
+                                   sample=document.spec.sample))
+    return feeds
 
 
 def drift_history(project: Project, name: str, limit: int = 100, arm: str | None = None) -> DriftHistory:
     known = dict(spec_monitors(project))
     if name not in known:
         raise PlanError(f"no Monitor named {name!r} in the specs (known: {', '.join(sorted(known)) or 'none'})")
-    reports = MonitorSync(project.store, project.monitors, _no_actions).sync([(name, known[name])], act=False)
+    feeds = [feed for feed in batch_feeds(project) if feed.monitor == name]
+    reports = MonitorSync(project.store, project.monitors, _no_actions).sync([(name, known[name])], act=False,
+                                                                             feeds=feeds)
     return DriftHistory(name=name, deployment=known[name],
                         verdicts=project.store.drift_verdicts(name, limit, arm_role=arm),
                         actions=project.store.drift_actions(name, limit), error=reports[0].error)

@@ -47,6 +47,13 @@ def desired_monitors(specset: SpecSet, resolved: dict[str, ResolvedModel], prepa
             errors.append(located.error("edge deployments serve on devices; a monitor watches online or batch "
                                         "deployments", "spec", "deployment"))
             continue
+        if isinstance(target, BatchTarget):
+            rollbacks = [i for i, action in enumerate(spec.on_drift) if action.type == "rollback"]
+            if rollbacks:
+                errors.append(located.error("a batch deployment has no revision to roll back to: use a `run` "
+                                            "action (e.g. rescoring with another model)", "spec", "on_drift",
+                                            rollbacks[0]))
+                continue
         try:
             detector = detector_config(spec, ())
         except ValueError as exc:

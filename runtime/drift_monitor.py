@@ -208,6 +208,18 @@ class MonitorCore:
             if array.shape[0]:
                 self._buffer(arm, array, now)
 
+    def check_rows(self, arm: str, rows: Any) -> int:
+        """Test rows handed over whole (a batch deployment's published output) as one window of
+        their own, whatever the window size; returns the rows tested."""
+        array, unparsed = to_array(np.asarray(rows).tolist(), self.dtype) if len(rows) else (np.empty((0, 0)), 0)
+        self.counters["unparsed"] += unparsed
+        if not array.shape[0]:
+            return 0
+        self.counters["rows"] += array.shape[0]
+        self.metrics.rows(arm, array.shape[0])
+        self._queue_window(arm, array)
+        return int(array.shape[0])
+
     def _read(self, body: bytes, payload: bytes | None) -> tuple[list[list[Any]], int]:
         if self.predictions:
             if payload is None:
@@ -600,6 +612,9 @@ class DriftMonitor:
         while True:
             await asyncio.sleep(TICK_S)
             self.core.tick()
+
+    async def check_rows(self, arm: str, rows: Any) -> int:
+        return self.core.check_rows(arm, rows)
 
     async def history(self, since: int = 0) -> dict[str, Any]:
         return self.core.history(since)

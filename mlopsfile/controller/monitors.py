@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from mlopsfile.controller.rollouts import Events
 from mlopsfile.errors import DriverError, LockError, MlopsfileError
+from mlopsfile.resources import PublishedRun
 from mlopsfile.state.store import StateStore
 
 
@@ -25,6 +26,18 @@ class MonitorActors(Protocol):
     def pending_actions(self, name: str) -> list[dict[str, Any]]: ...
 
     def ack_action(self, name: str, action_id: Any, outcome: str, message: str) -> None: ...
+
+    def check_published(self, name: str, arm: str, published: PublishedRun, target: str, sample: float) -> int: ...
+
+
+@dataclass(frozen=True)
+class BatchFeed:
+    """A monitor of a batch deployment, and the run its readers see now."""
+
+    monitor: str
+    published: PublishedRun
+    target: str
+    sample: float
 
 
 # (action type, deployment) → what was done, in one line; raises MlopsfileError when it failed.
@@ -48,13 +61,16 @@ class MonitorSync:
         self.run_action = run_action
         self.events = events or (lambda *_: None)
 
-    def sync(self, monitors: Iterable[tuple[str, str]], act: bool = True) -> list[SyncReport]:
+    def sync(self, monitors: Iterable[tuple[str, str]], act: bool = True,
+             feeds: Iterable[BatchFeed] = ()) -> list[SyncReport]:
         """Sync each (monitor, deployment); a monitor that cannot be read is reported, not fatal.
 
+        Each batch output in ``feeds`` the monitor has not tested yet is handed to it first.
         ``act=False`` only copies verdicts (what reading the history does)."""
+        errors = self._feed(feeds)
         reports = []
         for name, deployment in monitors:
-            report = SyncReport(name)
+            report = SyncReport(name, error=errors.get(name))
             try:
                 self._copy(name, report)
                 if act:
@@ -65,6 +81,23 @@ class MonitorSync:
                 report.error = str(exc)
             reports.append(report)
         return reports
+
+    def _feed(self, feeds: Iterable[BatchFeed]) -> dict[str, str]:
+        errors = {}
+        for feed in feeds:
+            source = f"run:{feed.published.run_id}"
+            if self.store.fed(feed.monitor, source):
+                continue
+            arm = f"stable/{feed.published.model_version}"
+            try:
+                rows = self.actors.check_published(feed.monitor, arm, feed.published, feed.target, feed.sample)
+            except DriverError as exc:
+                errors[feed.monitor] = str(exc)
+                continue
+            self.store.record_feed(feed.monitor, source, rows)
+            self.events(f"monitor/{feed.monitor}", f"testing published run {feed.published.run_id} "
+                                                   f"({rows} rows of model version {feed.published.model_version})")
+        return errors
 
     def _copy(self, name: str, report: SyncReport) -> None:
         history = self.actors.history(name, 0)

@@ -12,10 +12,11 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
-from mlopsfile.drivers.monitor_data import reference_array
+from mlopsfile.drivers.monitor_data import published_rows, reference_array
 from mlopsfile.drivers.online import OnlineDriver
-from mlopsfile.errors import DriverError
+from mlopsfile.errors import DriverError, MonitorDataError
 from mlopsfile.monitor_resources import DesiredMonitor, ObservedMonitor
+from mlopsfile.resources import PublishedRun
 
 ACTOR_CLASS = "DriftMonitor"
 ACTOR_PREFIX = "drift-monitor:"  # runtime.drift_monitor.monitor_actor_name, repeated to keep plan free of Ray
@@ -58,6 +59,16 @@ class MonitorDriver:
 
     def ack_action(self, name: str, action_id: Any, outcome: str, message: str) -> None:
         self._call(name, "ack_action", action_id, outcome, message)
+
+    def check_published(self, name: str, arm: str, published: PublishedRun, target: str, sample: float) -> int:
+        """Hand one published batch run to the monitor as a window of its own; returns its rows."""
+        features = list(self._call(name, "config")["features"])  # what the actor was built on
+        try:
+            rows = published_rows(published.path, [f.path for f in published.input_files], features, target,
+                                  sample, seed=published.run_id)
+        except (OSError, ValueError, MonitorDataError) as exc:
+            raise DriverError(f"cannot read the published run {published.run_id} of monitor {name!r}: {exc}") from exc
+        return int(self._call(name, "check_rows", arm, rows))
 
     # -- writing -----------------------------------------------------------------
 

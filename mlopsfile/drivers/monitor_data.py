@@ -158,3 +158,22 @@ def reference_array(path: str, features: list[str]) -> Any:
     frame = read_reference(Path(path))
     return frame[features].to_numpy()
 
+
+
+def published_rows(output_path: str, input_files: list[str], features: list[str], target: str, sample: float,
+                   seed: str) -> Any:
+    """The rows of one published batch run a monitor tests: its predictions (the output), or the
+    inputs it scored (the output's columns when it kept them, else the input files), sampled
+    the same way for the same ``seed`` (the run id)."""
+    import pandas as pd
+
+    frame = pd.read_parquet(output_path)
+    if target == "inputs" and not set(features) <= set(frame.columns):
+        frame = pd.concat([pd.read_parquet(p) if p.endswith((".parquet", ".pq")) else pd.read_csv(p)
+                           for p in input_files], ignore_index=True)
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        raise MonitorDataError(f"the published run at {output_path} has no column {', '.join(missing)}", "features")
+    if sample < 1.0:
+        frame = frame.sample(frac=sample, random_state=int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16))
+    return frame[features].to_numpy()

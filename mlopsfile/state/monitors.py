@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from mlopsfile.state.tables import drift_actions, drift_verdicts
+from mlopsfile.state.tables import drift_actions, drift_feeds, drift_verdicts
 
 
 @dataclass(frozen=True)
@@ -126,3 +126,14 @@ class MonitorRecords:
                                 .limit(limit)).mappings().all()
         return [ActionRecord(monitor=r["monitor"], at=_utc(r["at"]), type=r["type"], outcome=r["outcome"],
                              message=r["message"], verdict_seq=r["verdict_seq"]) for r in reversed(rows)]
+
+    def fed(self, monitor: str, source: str) -> bool:
+        """Whether the monitor has been handed this batch output already."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(drift_feeds.c.id).where(
+                drift_feeds.c.monitor == monitor, drift_feeds.c.source == source)).first() is not None
+
+    def record_feed(self, monitor: str, source: str, rows: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(drift_feeds.insert().values(monitor=monitor, source=source, rows=rows,
+                                                     at=datetime.now(timezone.utc)))

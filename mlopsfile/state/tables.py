@@ -115,3 +115,14 @@ drift_actions = Table(
     Column("message", Text),
     UniqueConstraint("monitor", "incarnation", "seq"),
 )
+
+# Which published batch outputs a monitor has tested: each is handed over once.
+drift_feeds = Table(
+    "drift_feeds", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("monitor", String(63), nullable=False),
+    Column("source", String(256), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("monitor", "source"),
+)

@@ -187,7 +187,14 @@ def test_a_schedule_fires_in_the_watch_loop(project_dir: ProjectDir, registry: R
     name, model = project_dir.name, f"m{project_dir.name}"
     registry.register(model)
     write_input(project_dir, registry, files=1, rows=500)
-    project_dir.write_spec("batch.yaml", batch_spec(name, model, f"models:/{model}@champion", schedule="* * * * *"))
+    # A drift monitor on the batch deployment tests each published run's inputs as one window.
+    reference = project_dir.root / "reference" / "iris.parquet"
+    reference.parent.mkdir()
+    registry.train.iris_frame()[0].to_parquet(reference)
+    monitor = (f"---\napiVersion: mlopsfile/v1\nkind: Monitor\nmetadata: {{name: {name}-drift}}\nspec:\n"
+               f"  deployment: {name}\n  reference: reference/iris.parquet\n  detector: {{kind: ks, p_val: 0.001}}\n")
+    project_dir.write_spec("batch.yaml", batch_spec(name, model, f"models:/{model}@champion", schedule="* * * * *")
+                           + monitor)
     project_dir.cli("apply", "--auto-approve", check=True)
     first, _ = published(project_dir, name)
     status = project_dir.cli("status", check=True)
@@ -208,6 +215,16 @@ def test_a_schedule_fires_in_the_watch_loop(project_dir: ProjectDir, registry: R
     latest, _ = published(project_dir, name)
     assert latest["run_id"] != first["run_id"]
     assert latest["rows"] == 500 and latest["started_at"] > first["started_at"]
+
+    def windows() -> list[dict] | None:
+        drift = json.loads(project_dir.cli("drift", f"{name}-drift", "--format", "json", check=True).stdout)
+        return drift["windows"] if len(drift["windows"]) >= 2 else None
+
+    deadline, tested = time.monotonic() + 60, None
+    while time.monotonic() < deadline and not (tested := windows()):
+        time.sleep(1)
+    assert tested is not None and [(w["arm"], w["rows"]) for w in tested] == [(f"stable/{first['model_version']}", 500)] * 2
+    assert not any(w["is_drift"] for w in tested), tested  # iris resampled is iris
 
 
 def test_a_canary_gates_a_new_version_and_a_shadow_scores_beside(project_dir: ProjectDir, registry: Registry) -> None:

@@ -147,6 +147,15 @@ def test_verdicts_equal_the_engine_on_the_same_rows(reference: np.ndarray) -> No
                             "feature_statistics", "rows", "seconds", "distance_threshold"}
 
 
+def test_rows_handed_over_whole_are_one_window_whatever_the_window_size(reference: np.ndarray) -> None:
+    rows = normal(6, 1234, shift=0.5)
+    rows[3, 1] = np.nan  # a missing value is left out and counted, as in requests
+    core = run(lambda: MonitorCore(monitor_config(), reference), lambda core: core.check_rows(STABLE, rows))
+    history = core.history()
+    assert [(v["arm"], v["rows"], v["is_drift"]) for v in history["verdicts"]] == [(STABLE, 1233, True)]
+    assert (history["counters"]["rows"], history["counters"]["unparsed"]) == (1233, 1)
+
+
 def test_time_windows_wait_for_their_span_and_ten_rows(reference: np.ndarray) -> None:
     clock = Clock()
 

@@ -129,3 +129,18 @@ def test_a_parameter_the_detector_does_not_take_fails_at_the_detector(write_spec
     _write_reference(tmp_path, _iris()[0])
     lines = _errors(write_specs, model_dir, _monitor(extra="  detector: {kind: mmd, correction: fdr}\n"))
     assert len(lines) == 1 and "spec.detector: parameters.correction: not a parameter of mmd" in lines[0], lines
+
+
+def test_a_batch_deployment_refuses_a_rollback_action(write_specs: WriteSpecs, model_dir: Path) -> None:
+    from mlopsfile.desired_monitors import desired_monitors
+    from tests.unit.test_batch_spec import BATCH
+
+    monitor = _monitor().replace("deployment: live", "deployment: nightly") + \
+        "  on_drift:\n    - {type: alert, url: 'http://127.0.0.1:9/hook'}\n    - {type: rollback}\n"
+    specs = write_specs({"a.yaml": "---\n".join((MODEL, BATCH, monitor))})
+    specset = load_specs(specs, specs.parent)
+    model = LocalModel(model_dir).resolve("iris", "models:/iris@champion")
+    monitors, errors = desired_monitors(specset, {"iris": model}, None, "demo", specs.parent)
+    assert monitors == [] and [e.line() for e in errors] == [
+        "specs/a.yaml:29:7: spec.on_drift[1]: a batch deployment has no revision to roll back to: use a `run` action "
+        "(e.g. rescoring with another model)"]

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from mlopsfile.controller.gates import DriftWindows, evaluate
-from mlopsfile.controller.monitors import MonitorSync
+from mlopsfile.controller.monitors import BatchFeed, MonitorSync
 from mlopsfile.errors import LockError, MlopsfileError
-from mlopsfile.resources import RolloutSettings
+from mlopsfile.resources import PublishedRun, RolloutSettings
 from mlopsfile.state.store import StateStore
 from runtime.traffic import ArmStats
 
@@ -26,6 +26,7 @@ class Actors:
         self.actions: list[dict[str, Any]] = []
         self.pending: list[dict[str, Any]] = []
         self.acks: list[tuple[Any, str, str]] = []
+        self.fed: list[tuple[str, str, str, str, float]] = []
 
     def window(self, seq: int, drift: bool, arm: str = "stable/1") -> None:
         self.verdicts.append({"seq": seq, "time": time.time(), "arm": arm, "is_drift": drift, "statistic": 0.2,
@@ -36,6 +37,10 @@ class Actors:
                   "message": None}
         self.actions.append(record)
         self.pending.append({"id": action_id, "type": kind, "deployment": deployment, "verdict_seq": 1})
+
+    def check_published(self, name: str, arm: str, published: Any, target: str, sample: float) -> int:
+        self.fed.append((name, arm, published.run_id, target, sample))
+        return published.rows
 
     def history(self, name: str, since: int = 0) -> dict[str, Any]:
         return {"incarnation": self.incarnation, "verdicts": [v for v in self.verdicts if v["seq"] > since],
@@ -159,3 +164,20 @@ def test_a_stale_copy_never_takes_an_action_back_to_requested(store: StateStore)
     store.record_monitor_actions("m", "a1", [{**record, "outcome": "done", "message": "rolled back"}])
     store.record_monitor_actions("m", "a1", [{**record, "outcome": "requested"}])  # read before the ack
     assert [(a.outcome, a.message) for a in store.drift_actions("m")] == [("done", "rolled back")]
+
+
+def _published(run_id: str, version: str = "3") -> PublishedRun:
+    return PublishedRun(run_id=run_id, run_key="k", model_version=version, model_digest="d", input_digest="i",
+                        rows=500, started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:01:00+00:00",
+                        path=f"/out/runs/{run_id}")
+
+
+def test_each_published_batch_run_is_handed_to_its_monitor_once(store: StateStore) -> None:
+    actors = Actors()
+    sync = MonitorSync(store, actors, lambda kind, target: "nothing")
+    first = BatchFeed(monitor="m", published=_published("r1"), target="predictions", sample=0.5)
+    sync.sync([("m", "nightly")], feeds=[first])
+    sync.sync([("m", "nightly")], feeds=[first], act=False)
+    sync.sync([("m", "nightly")], feeds=[BatchFeed(monitor="m", published=_published("r2", "4"), target="predictions",
+                                                   sample=0.5)])
+    assert actors.fed == [("m", "stable/3", "r1", "predictions", 0.5), ("m", "stable/4", "r2", "predictions", 0.5)]
