@@ -170,11 +170,16 @@ class MonitorBench(Bench):
         iris_features().to_parquet(self.root / REFERENCE)
         self.extra = Extra()
 
+    def open_project(self) -> None:
+        from mlopsfile.config import load_settings
+
+        # Reading the Monitor's specs reads the model's signature through MLflow's global tracking
+        # URI (mlopsfile/drivers/monitor_data.py), not the project's: point it at this project's store.
+        os.environ["MLFLOW_TRACKING_URI"] = load_settings(self.root).tracking_uri
+        super().open_project()
+
     def deploy(self) -> None:
         assert self.project is not None
-        # The plan reads the model's signature for the Monitor through MLflow's global tracking URI
-        # (mlopsfile/drivers/monitor_data.py), not the project's: point it at this project's own store.
-        os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
         say(f"mlopsfile: plan + apply of {PLAIN}, {MONITORED} and monitor/{MONITOR_NAME} (starts the Ray head)")
         started = time.monotonic()
         result = self.project.plan()
@@ -200,7 +205,7 @@ class MonitorBench(Bench):
         if taps[PLAIN] or MONITOR_NAME not in taps[MONITORED]:
             raise RuntimeError(f"expected a tap on {MONITORED} only, found {taps}")
         say(f"  monitor/{MONITOR_NAME}: {live[MONITOR_NAME].state}; taps: {PLAIN} none, {MONITORED} -> {MONITOR_NAME} "
-            f"(sample {self.args.sample:g}, windows of {self.args.window} rows)")
+            f"(sample {self.args.sample}, windows of {self.args.window} rows)")
         for name in (PLAIN, MONITORED):
             self.targets.append(Target(name, f"{base}/{name}/predict", self.monitor_watch(name)))
 
@@ -313,8 +318,8 @@ class MonitorBench(Bench):
                              f"error {row.get('error')}")
 
     def _cli(self, command: list[str]) -> Any:
-        done = subprocess.run(command, cwd=self.root, env=clean_env({"NO_COLOR": "1", "MLFLOW_TRACKING_URI": self.tracking_uri}), capture_output=True, text=True,
-                              timeout=180, check=False)
+        env = clean_env({"NO_COLOR": "1", "MLFLOW_TRACKING_URI": self.tracking_uri})  # see open_project
+        done = subprocess.run(command, cwd=self.root, env=env, capture_output=True, text=True, timeout=180, check=False)
         if done.returncode != 0:
             self.extra.cli.append(f"  `{' '.join(command[2:])}` failed ({done.returncode}): "
                                   f"{done.stderr.strip()[-300:]}")
@@ -434,7 +439,7 @@ def report(run: Run, args: argparse.Namespace, extra: Extra) -> None:
     say(f"== monitor overhead: closed loop, keep-alive, {args.rows} row(s) per request, {args.duration:g} s per point "
         f"at c=1 and {args.duration_top:g} s at c={top} after {args.warmup:g} s warm-up, median of {args.rounds} "
         f"round(s); both Deployments 1 replica x num_cpus 0.1, max_ongoing_requests {args.max_ongoing}; monitor: ks, "
-        f"windows of {args.window} rows, sample {args.sample:g}, no actions ==")
+        f"windows of {args.window} rows, sample {args.sample}, no actions ==")
     keys = list(dict.fromkeys((p.server, p.concurrency) for p in run.points if p.round > 0))
     print_points(run, keys, width=12)
     say("  others: CPU used by processes outside this benchmark during the point.")
@@ -474,14 +479,11 @@ def report(run: Run, args: argparse.Namespace, extra: Extra) -> None:
         total = {k: sum(w.delta[k] for w in extra.work) for k in extra.work[0].delta}
         share = total["tap_sampled"] / total["answered"] if total["answered"] else float("nan")
         say(f"  monitored points: {total['answered']} requests answered, {total['tap_sampled']} sampled "
-            f"({share:.1%}; spec {args.sample:g}), {total['tap_sent']} sent to the actor, {total['tap_dropped']} "
+            f"({share:.1%}; spec {args.sample}), {total['tap_sent']} sent to the actor, {total['tap_dropped']} "
             f"dropped by the tap, {total['dropped']} counted as dropped by the actor (tap drops it was told of, full "
             f"buffers); {total['rows']} rows read, {total['windows']} windows tested ({total['drifted']} drifted), "
             f"{total['skipped_windows']} skipped, {total['unparsed']} unparsed, {total['errors']} detector errors, "
             f"{total['mlflow_errors']} MLflow errors")
-        if total["rows"]:
-            say(f"  windows tested per {args.window} rows read: {total['windows'] * args.window / total['rows']:.3f} "
-                "(1.0: every full window tested)")
     if extra.totals:
         tap, actor = extra.totals["tap"], extra.totals["actor"]
         say(f"  whole run (check requests and warm-ups included): ingress answered {extra.totals['answered']}; tap "
@@ -490,6 +492,11 @@ def report(run: Run, args: argparse.Namespace, extra: Extra) -> None:
             f"{actor.get('drifted')}, skipped {actor.get('skipped_windows')}, dropped {actor.get('dropped')}, "
             f"buffered {actor.get('buffered')}, last error {actor.get('last_error')}"
             + ("" if extra.totals.get("settled") else "  (not settled)"))
+        full = (int(actor.get("rows") or 0) - sum((actor.get("buffered") or {}).values())) // args.window
+        tested = int(actor.get("windows") or 0)
+        say(f"  full windows cut from the rows read: {full}; tested {tested} ({tested / full:.0%}), skipped "
+            f"{actor.get('skipped_windows')} (the detector fell behind), detector errors {actor.get('errors')}"
+            if full else "  no full window was cut")
     if extra.verdict_seconds:
         s = extra.verdict_seconds
         say(f"  detector time per window inside the actor, under load: median {median(s) * 1e3:.2f} ms "

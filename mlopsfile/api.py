@@ -107,7 +107,8 @@ class Project:
     def monitor_data(self) -> MonitorData:
         from mlopsfile.drivers.monitor_data import MonitorData
 
-        return MonitorData(self.settings.tracking_uri, self.settings.state_dir / "cache" / "monitors")
+        return MonitorData(self.settings.tracking_uri, self.settings.state_dir / "cache" / "monitors",
+                           self.settings.registry_uri)
 
     @property
     def runtime_digest(self) -> str:

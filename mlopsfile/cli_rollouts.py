@@ -19,7 +19,9 @@ DeploymentArg = Annotated[str, typer.Argument(help="Deployment name.")]
 
 
 def print_event(name: str, message: str) -> None:
-    err.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] deployment/{escape(name)}: {escape(message)}")
+    """One event line; ``name`` is a deployment's name or another resource's address (monitor/NAME)."""
+    address = name if "/" in name else f"deployment/{name}"
+    err.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {escape(address)}: {escape(message)}")
 
 
 def drive_in_foreground(project: Project) -> int:

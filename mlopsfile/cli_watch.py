@@ -7,6 +7,7 @@ runs the batch deployments that are due.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from typing import Annotated
@@ -30,6 +31,7 @@ def watch(
     from mlopsfile.cli_rollouts import print_event
 
     def body() -> int:
+        signal.signal(signal.SIGTERM, _stop)
         project = _project()
         err.print(f"Watching: rollouts and monitors every {tick:g}s, batch schedules every {interval:g}s. "
                   "Ctrl-C stops.")
@@ -54,7 +56,18 @@ def watch(
                     reported[sync.monitor] = sync.error
             time.sleep(tick)
 
-    guarded(body)
+    try:
+        guarded(body)
+    except _Stopped:
+        err.print("stopped")
+
+
+class _Stopped(BaseException):
+    """SIGTERM: the normal way a service manager stops `watch`."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped
 
 
 def _once() -> Callable[[], bool]:

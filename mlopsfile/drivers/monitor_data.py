@@ -25,8 +25,9 @@ READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 class MonitorData:
     """Reads reference files (local, or MLflow artifacts downloaded once) and model signatures."""
 
-    def __init__(self, tracking_uri: str, cache_dir: Path) -> None:
+    def __init__(self, tracking_uri: str, cache_dir: Path, registry_uri: str | None = None) -> None:
         self.tracking_uri = tracking_uri
+        self.registry_uri = registry_uri or tracking_uri
         self.cache_dir = cache_dir
 
     def prepare(self, name: str, spec: MonitorSpec, model: ResolvedModel, root: Path) -> PreparedMonitor:
@@ -69,9 +70,13 @@ class MonitorData:
         return local
 
     def _signature(self, model: ResolvedModel) -> Any:
+        import mlflow
         from mlflow.exceptions import MlflowException
         from mlflow.models import get_model_info
 
+        # models:/ URIs are read through the process' registry: the project's, not MLflow's default.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri)
         try:
             return get_model_info(model.pinned_uri).signature
         except (MlflowException, OSError) as exc:

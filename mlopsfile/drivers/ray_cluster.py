@@ -47,7 +47,8 @@ class ClusterEndpoint:
 
     def client_env(self) -> dict[str, str]:
         """Environment a Ray client process needs to be let in."""
-        env = {"RAY_USAGE_STATS_ENABLED": "0"}
+        # Ray's fatal-signal handler prints a stack dump on SIGTERM, the normal way to stop `watch`.
+        env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
         if self.token_path:
             env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.token_path}
         elif self.token:
