@@ -58,8 +58,8 @@ from serving import (
     Run,
     Target,
     add_load_arguments,
-    bench_parser,
     check_answer,
+    finish_two_point_args,
     measure_point,
     median,
     paired_ratios,
@@ -70,6 +70,7 @@ from serving import (
     run_bench,
     say,
     session_processes,
+    two_point_parser,
 )
 
 from mlopsfile.resources import candidate_app
@@ -336,18 +337,9 @@ def report(run: Run, args: argparse.Namespace, split: list[str]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = bench_parser(__doc__, 5)
-    parser.add_argument("--duration", type=float, help="seconds measured per c=1 point (default 4, --quick 2)")
-    parser.add_argument("--duration-top", type=float, help="seconds measured per c=32 point (default 6, --quick 3)")
-    parser.add_argument("--concurrency", type=int, default=32, help="the throughput concurrency (default 32)")
+    parser = two_point_parser(__doc__, 5)
     add_load_arguments(parser, "every Serve replica")
-    args = parser.parse_args(argv)
-    args.rounds = args.rounds or (1 if args.quick else 5)
-    args.duration = args.duration or (2.0 if args.quick else 4.0)
-    args.duration_top = args.duration_top or (3.0 if args.quick else 6.0)
-    args.concurrency = [1, args.concurrency]  # the shape bench/serving.py's Bench reads
-    args.batching = False
-    return args
+    return finish_two_point_args(parser.parse_args(argv), 5)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -719,6 +719,25 @@ def bench_parser(doc: str | None, rounds: int) -> argparse.ArgumentParser:
     return parser
 
 
+def two_point_parser(doc: str | None, rounds: int) -> argparse.ArgumentParser:
+    """The options of a bench that compares deployments at c=1 (latency) and one top concurrency."""
+    parser = bench_parser(doc, rounds)
+    parser.add_argument("--duration", type=float, help="seconds measured per c=1 point (default 4, --quick 2)")
+    parser.add_argument("--duration-top", type=float, help="seconds measured per c=32 point (default 6, --quick 3)")
+    parser.add_argument("--concurrency", type=int, default=32, help="the throughput concurrency (default 32)")
+    return parser
+
+
+def finish_two_point_args(args: argparse.Namespace, rounds: int) -> argparse.Namespace:
+    """Defaults that depend on --quick, and the shape Bench reads."""
+    args.rounds = args.rounds or (1 if args.quick else rounds)
+    args.duration = args.duration or (2.0 if args.quick else 4.0)
+    args.duration_top = args.duration_top or (3.0 if args.quick else 6.0)
+    args.concurrency = [1, args.concurrency]
+    args.batching = False
+    return args
+
+
 def add_load_arguments(parser: argparse.ArgumentParser, replicas: str) -> None:
     """The load-generation options every HTTP benchmark takes; ``replicas`` says whose
     max_ongoing_requests --max-ongoing sets."""
