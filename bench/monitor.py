@@ -172,20 +172,7 @@ class MonitorBench(Bench):
 
     def deploy(self) -> None:
         assert self.project is not None
-        say(f"mlopsfile: plan + apply of {PLAIN}, {MONITORED} and monitor/{MONITOR_NAME} (starts the Ray head)")
-        started = time.monotonic()
-        result = self.project.plan()
-        self.applied = True  # from here on a failure still destroys what apply made
-        report = self.project.apply(result.plan)
-        if report.failed:
-            raise RuntimeError(f"apply failed: {report.failed[0].message}")
-        actions = ", ".join(f"{o.change.action.value} {o.change.name} ({o.outcome})" for o in report.outcomes)
-        say(f"  applied: {actions or 'nothing'} in {time.monotonic() - started:.1f} s")
-        again = self.project.plan().plan
-        if again.has_changes:
-            detail = "; ".join(f"{c.action.value} {c.name}: {c.reason}" for c in again.changes)
-            self.run.notes.append(f"a plan right after apply still shows changes: {detail}")
-            say(f"  !! a plan right after apply still shows changes: {detail}")
+        self.apply_project()  # PLAIN, MONITORED and the monitor, in one plan
         base = f"http://127.0.0.1:{self.http_port}"
         self.expected = check_answer(f"{base}/{PLAIN}/predict", self.body, None)
         check_answer(f"{base}/{MONITORED}/predict", self.body, self.expected)

@@ -364,6 +364,19 @@ class Bench:
         self.tracking_uri = self.project.settings.tracking_uri
 
     def deploy_mlopsfile(self) -> None:
+        result = self.apply_project()
+        if result.plan.models[0].pinned_uri != self.model_uri:
+            raise RuntimeError(f"plan pinned {result.plan.models[0].pinned_uri}, the baselines load {self.model_uri}")
+        url = f"http://127.0.0.1:{self.http_port}/iris/predict"
+        self.expected = check_answer(url, self.body, None)
+        self.targets.append(Target("mlopsfile", url, self.ray_watch("iris")))
+        if self.args.batching:
+            url = f"http://127.0.0.1:{self.http_port}/iris-batch/predict"
+            check_answer(url, self.body, self.expected)
+            self.targets.append(Target("mlopsfile+batch", url, self.ray_watch("iris-batch"), core=False))
+
+    def apply_project(self) -> Any:
+        """Plan and apply the project's specs, then check a second plan finds nothing to do."""
         assert self.project is not None
         say("mlopsfile: plan + apply (this starts the project's local Ray head)")
         started = time.monotonic()
@@ -382,15 +395,7 @@ class Bench:
             say(f"  !! a plan right after apply still shows changes: {detail}")
         else:
             say("  a plan right after apply shows no changes (observation matches what was applied)")
-        if result.plan.models[0].pinned_uri != self.model_uri:
-            raise RuntimeError(f"plan pinned {result.plan.models[0].pinned_uri}, the baselines load {self.model_uri}")
-        url = f"http://127.0.0.1:{self.http_port}/iris/predict"
-        self.expected = check_answer(url, self.body, None)
-        self.targets.append(Target("mlopsfile", url, self.ray_watch("iris")))
-        if self.args.batching:
-            url = f"http://127.0.0.1:{self.http_port}/iris-batch/predict"
-            check_answer(url, self.body, self.expected)
-            self.targets.append(Target("mlopsfile+batch", url, self.ray_watch("iris-batch"), core=False))
+        return result
 
     def destroy_mlopsfile(self) -> None:
         if self.project is None or not self.applied:

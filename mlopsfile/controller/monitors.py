@@ -101,14 +101,14 @@ class MonitorSync:
 
     def _copy(self, name: str, report: SyncReport) -> None:
         history = self.actors.history(name, 0)
-        incarnation = str(history.get("incarnation") or history.get("describe", {}).get("started_at") or "")
-        verdicts = [v for v in history.get("verdicts", [])
-                    if int(v["seq"]) > self.store.last_verdict_seq(name, incarnation)]
-        stored = self.store.record_verdicts(name, incarnation, verdicts)
-        report.new_verdicts += stored
-        drifted = [v for v in verdicts if v.get("is_drift")]
-        report.drifted += len(drifted)
-        for verdict in drifted[-stored:] if stored else []:
+        incarnation = str(history["incarnation"])
+        last = self.store.last_verdict_seq(name, incarnation)
+        verdicts = [v for v in history.get("verdicts", []) if int(v["seq"]) > last]
+        report.new_verdicts += self.store.record_verdicts(name, incarnation, verdicts)
+        for verdict in verdicts:
+            if not verdict.get("is_drift"):
+                continue
+            report.drifted += 1
             p_value = verdict.get("p_value")
             self.events(f"monitor/{name}", f"drift in window {verdict['seq']} of {verdict['arm']} "
                                            f"({verdict.get('rows')} rows"
