@@ -34,6 +34,7 @@ from typing import Any
 
 from runtime.batch_files import FileFacts, InputError, facts_of, resolve_format
 from runtime.batch_trials import CANDIDATE_COLUMN, REFERENCE_COLUMN, Agreement, PairScorer
+from runtime.model_loading import load_pyfunc
 
 FAILURE_EXIT_CODE = 3
 KEEP_RUNS = 2  # the published run and the one before it
@@ -70,7 +71,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     files = [FileFacts(f["path"], f["size"], f["mtime_ns"]) for f in config["input_files"]]
     _check_unchanged(files)
     file_format = resolve_format(files, config["format"])
-    features = _signature_columns(config["model_uri"])
+    features = list(config["features"])
     _check_columns(files, file_format, [*features, *config["columns"]], features)
     checked = time.monotonic()
     output = Path(config["output"])
@@ -122,17 +123,6 @@ def _check_unchanged(files: list[FileFacts]) -> None:
             raise RunFailure(f"input file {planned.path} changed since the plan was made; plan again")
 
 
-def _signature_columns(model_uri: str) -> list[str]:
-    """Input column names of the model signature; [] when the model has no named inputs."""
-    from mlflow.models import get_model_info
-
-    schema = get_model_info(model_uri).signature
-    inputs = schema.inputs if schema is not None else None
-    if inputs is None or not inputs.has_input_names():
-        return []
-    return [spec.name for spec in inputs.inputs]
-
-
 def _check_columns(files: list[FileFacts], file_format: str, needed: list[str], features: list[str]) -> None:
     """Read each file's schema (parquet footer, CSV header) before any scoring starts."""
     import pyarrow.csv as pacsv
@@ -159,10 +149,8 @@ class Scorer:
 
     def __init__(self, model_uri: str, env: dict[str, str], features: list[str], keep: list[str],
                  prediction_column: str) -> None:
-        import mlflow.pyfunc
-
         os.environ.update(env)
-        self.model = mlflow.pyfunc.load_model(model_uri)
+        self.model = load_pyfunc(model_uri)
         self.features = features
         self.keep = keep
         self.prediction_column = prediction_column
@@ -210,6 +198,11 @@ def _replicas(config: dict[str, Any]) -> dict[str, Any]:
             "compute": ray.data.ActorPoolStrategy(size=config["concurrency"]), **remote}
 
 
+def _location(config: dict[str, Any], model_uri: str) -> str:
+    """Where the control plane found the pinned model's artifacts (loading skips the registry)."""
+    return str(config.get("model_locations", {}).get(model_uri, model_uri))
+
+
 def _env(config: dict[str, Any]) -> dict[str, str]:
     return {f"MLFLOW_{k.upper()}": config[k] for k in ("tracking_uri", "registry_uri") if config.get(k)}
 
@@ -218,7 +211,8 @@ def _canary(config: dict[str, Any], dataset: Any, features: list[str]) -> dict[s
     """Score a sample with the published and the new version; raise unless the gates pass."""
     canary = config["canary"]
     sample = dataset.random_sample(canary["sample"], seed=0).map_batches(
-        PairScorer, fn_constructor_kwargs={"first_uri": canary["previous_model_uri"], "second_uri": config["model_uri"],
+        PairScorer, fn_constructor_kwargs={"first_uri": _location(config, canary["previous_model_uri"]),
+                                           "second_uri": _location(config, config["model_uri"]),
                                            "env": _env(config), "features": features, "keep": [],
                                            "prediction_column": None}, **_replicas(config))
     agreement = Agreement()
@@ -240,11 +234,12 @@ def _score(config: dict[str, Any], dataset: Any, features: list[str], staging: P
     keep, column = config["columns"], config["prediction_column"]
     if config.get("shadow"):
         scored = dataset.map_batches(PairScorer, fn_constructor_kwargs={
-            "first_uri": config["model_uri"], "second_uri": config["shadow"]["model_uri"], "env": _env(config),
+            "first_uri": _location(config, config["model_uri"]),
+            "second_uri": _location(config, config["shadow"]["model_uri"]), "env": _env(config),
             "features": features, "keep": keep, "prediction_column": column}, **_replicas(config))
     else:
         scored = dataset.map_batches(Scorer, fn_constructor_kwargs={
-            "model_uri": config["model_uri"], "env": _env(config), "features": features, "keep": keep,
+            "model_uri": _location(config, config["model_uri"]), "env": _env(config), "features": features, "keep": keep,
             "prediction_column": column}, **_replicas(config))
     scored.write_parquet(str(staging), ray_remote_args={"num_cpus": 0.25})
 

@@ -15,6 +15,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from runtime.model_loading import load_pyfunc
+
 CANDIDATE_COLUMN = "__mlopsfile_candidate"
 REFERENCE_COLUMN = "__mlopsfile_reference"
 TOLERANCE = 1e-9
@@ -96,11 +98,9 @@ class PairScorer:
 
     def __init__(self, first_uri: str, second_uri: str, env: dict[str, str], features: list[str],
                  keep: list[str], prediction_column: str | None) -> None:
-        import mlflow.pyfunc
-
         os.environ.update(env)
-        self.first = mlflow.pyfunc.load_model(first_uri)
-        self.second = mlflow.pyfunc.load_model(second_uri)
+        self.first = load_pyfunc(first_uri)
+        self.second = load_pyfunc(second_uri)
         self.features = features
         self.keep = keep
         self.prediction_column = prediction_column

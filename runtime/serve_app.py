@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 
 from runtime.drift_monitor import NAMESPACE, monitor_actor_name
 from runtime.drift_tap import DriftTaps, TapItem
+from runtime.model_loading import load_pyfunc
 from runtime.scoring import BadRequest, ParsedRequest, RequestParser, predict, predictions_json
 from runtime.shadow import ShadowMirror
 from runtime.stats import StatsPublisher
@@ -67,9 +68,7 @@ class ModelServer:
         if config.get("registry_uri"):
             os.environ["MLFLOW_REGISTRY_URI"] = config["registry_uri"]
         if serving["model_uri"] != self.model_uri:
-            import mlflow.pyfunc
-
-            self.model = mlflow.pyfunc.load_model(serving["model_uri"])
+            self.model = load_pyfunc(config.get("model_location") or serving["model_uri"])
             self.input_schema = self.model.metadata.get_input_schema()
             self.parser = RequestParser(self.input_schema)
             self.model_uri = serving["model_uri"]

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 from mlopsfile.config import Settings
 from mlopsfile.drivers.ray_cluster import ClusterAccess
+from mlopsfile.drivers.registry import MlflowResolver
 from mlopsfile.drivers.runtime_package import stage_runtime
 from mlopsfile.errors import DriverError, ResolveError
 from mlopsfile.plan.batch import batch_settings
@@ -55,6 +56,7 @@ class BatchDriver:
         self.settings = settings
         self.cluster = ClusterAccess(settings)
         self.run_timeout_s = float(os.environ.get("MLOPSFILE_BATCH_TIMEOUT_S", DEFAULT_RUN_TIMEOUT_S))
+        self.registry = MlflowResolver(settings.tracking_uri, settings.registry_uri)
 
     # -- reading -------------------------------------------------------------------
 
@@ -188,7 +190,11 @@ class BatchDriver:
         if rollout.strategy == "shadow" and rollout.candidate is not None:
             trial["shadow"] = {"model_uri": rollout.candidate.pinned_uri, "model_version": rollout.candidate.version,
                                "model": rollout.candidate.name}
+        models = [job.model_uri, previous_model_uri, trial.get("shadow", {}).get("model_uri")]
         return {**trial,
+            # Resolved here, once, so that neither the job nor each replica opens the registry.
+            "model_locations": {uri: self.registry.location(uri) for uri in models if uri},
+            "features": self.registry.input_names(job.model_uri),
             "run_id": run_id, "model_uri": job.model_uri, "format": job.format, "output": job.output,
             "columns": list(job.columns), "prediction_column": job.prediction_column,
             "batch_size": job.batch_size, "concurrency": job.concurrency, "num_cpus": job.num_cpus,

@@ -17,6 +17,7 @@ import httpx
 
 from mlopsfile.config import Settings
 from mlopsfile.drivers.ray_cluster import ClusterAccess, ClusterEndpoint
+from mlopsfile.drivers.registry import MlflowResolver
 from mlopsfile.drivers.runtime_package import stage_runtime
 from mlopsfile.errors import DriverError
 from mlopsfile.resources import (
@@ -47,6 +48,7 @@ class OnlineDriver:
         self.deploy_timeout_s = deploy_timeout_s or float(os.environ.get("MLOPSFILE_DEPLOY_TIMEOUT_S", DEFAULT_DEPLOY_TIMEOUT_S))
         self.cluster = ClusterAccess(settings)
         self.local_head = self.cluster.local_head
+        self.registry = MlflowResolver(settings.tracking_uri, settings.registry_uri)
         self._connected: ClusterEndpoint | None = None
 
     # -- reading -----------------------------------------------------------------
@@ -167,6 +169,7 @@ class OnlineDriver:
         user_config: dict[str, Any] = {
             OWNER_KEY: ownership.model_dump(),
             "serving": serving.model_dump(),
+            "model_location": self.registry.location(serving.model_uri),
             "tracking_uri": self.settings.tracking_uri,
             "registry_uri": self.settings.registry_uri or self.settings.tracking_uri,
         }

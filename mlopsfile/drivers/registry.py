@@ -6,7 +6,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from mlopsfile.errors import ResolveError
 from mlopsfile.resources import ResolvedModel
@@ -44,6 +47,7 @@ class MlflowResolver:
         self.registry_uri = registry_uri or tracking_uri
         self.cache_file = cache_dir / "model-digests.json" if cache_dir else None
         self._client = None
+        self._locations: dict[str, str] = {}
 
     @property
     def client(self):
@@ -92,11 +96,50 @@ class MlflowResolver:
                 known = ", ".join(map(str, versions)) or "none"
                 raise ResolveError(f"model {registered!r} has no version {version} (versions: {known})") from exc
         pinned = f"models:/{registered}/{model_version.version}"
+        key = f"{pinned}|{model_version.source}|{model_version.creation_timestamp}"
         return ResolvedModel(
             name=name, uri=uri, registered_name=registered, version=str(model_version.version), alias=alias,
-            pinned_uri=pinned, run_id=model_version.run_id,
-            digest=self._digest(pinned, key=f"{pinned}|{model_version.source}|{model_version.creation_timestamp}"),
+            pinned_uri=pinned, run_id=model_version.run_id, digest=self._digest(lambda: self.location(pinned), key=key),
         )
+
+    def location(self, pinned_uri: str) -> str:
+        """Where a pinned model's artifacts are stored. Loading from there skips the registry and the
+        tracking store (seconds of imports and queries in every new replica); the version is the same."""
+        from mlflow.exceptions import MlflowException
+
+        if pinned_uri in self._locations:
+            return self._locations[pinned_uri]
+        match = next((m for m in (form.match(pinned_uri) for form in MODEL_URI_FORMS) if m), None)
+        groups = match.groupdict() if match else {}
+        try:
+            if groups.get("version") not in (None, "latest"):
+                location = self.client.get_model_version_download_uri(groups["name"], groups["version"])
+            elif "run_id" in groups:
+                root = self.client.get_run(groups["run_id"]).info.artifact_uri.rstrip("/")
+                location = f"{root}/{groups['path'].strip('/')}"
+            else:
+                raise ResolveError(f"{pinned_uri} does not name one version")
+        except MlflowException as exc:
+            raise ResolveError(self._explain(exc, pinned_uri)) from exc
+        if location.startswith("file://"):  # some MLflow loaders take a local path but not a file: URI
+            location = url2pathname(urlparse(location).path)
+        self._locations[pinned_uri] = location
+        return location
+
+    def input_names(self, pinned_uri: str) -> list[str]:
+        """Input column names of the model's signature; [] when it has no named inputs."""
+        from mlflow.models import Model
+
+        try:
+            # Model.load reads the MLmodel file alone; get_model_info would look the logged model up
+            # in MLflow's default tracking store.
+            signature = Model.load(self.location(pinned_uri)).signature
+        except Exception as exc:  # MLflow raises its own, OSError or ValueError for a broken MLmodel
+            raise ResolveError(self._explain(exc, pinned_uri)) from exc
+        inputs = signature.inputs if signature is not None else None
+        if inputs is None or not inputs.has_input_names():
+            return []
+        return [spec.name for spec in inputs.inputs]
 
     def _require_registered(self, registered: str) -> None:
         try:
@@ -110,24 +153,18 @@ class MlflowResolver:
         except Exception as exc:
             raise ResolveError(f"no MLflow run {run_id!r} at {self.tracking_uri}") from exc
         return ResolvedModel(name=name, uri=uri, version=run_id[:12], pinned_uri=uri, run_id=run_id,
-                             digest=self._digest(uri, key=uri))
+                             digest=self._digest(lambda: self.location(uri), key=uri))
 
-    def _digest(self, artifact_uri: str, key: str) -> str:
+    def _digest(self, location: Callable[[], str], key: str) -> str:
         cache = self._read_cache()
         cache_key = f"{self.tracking_uri}|{key}"
         if cache_key in cache:
             return cache[cache_key]
         import mlflow.artifacts
 
-        previous = os.environ.get("MLFLOW_REGISTRY_URI")
-        os.environ["MLFLOW_REGISTRY_URI"] = self.registry_uri
-        try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, tracking_uri=self.tracking_uri)
-        finally:
-            if previous is None:
-                os.environ.pop("MLFLOW_REGISTRY_URI", None)
-            else:
-                os.environ["MLFLOW_REGISTRY_URI"] = previous
+        # The storage location, not the models:/ URI: MLflow would open its default
+        # tracking store (a ./mlflow.db in the working directory) to resolve that.
+        local = mlflow.artifacts.download_artifacts(artifact_uri=location(), tracking_uri=self.tracking_uri)
         digest = "sha256:" + digest_directory(Path(local))
         cache[cache_key] = digest
         self._write_cache(cache)
