@@ -82,7 +82,10 @@ def _model_name(change: Change) -> str | None:
     for owner in (change.desired, change.batch, change.edge):
         if owner is not None:
             return owner.model.name
-    return None
+    # A delete carries no desired state; its live model URI is pinned as models:/NAME/VERSION.
+    uri = next((str(d.old) for d in change.diffs if d.field == "model_uri" and d.old), "")
+    pinned = re.fullmatch(r"models:/([^/@]+)/[^/]+", uri)
+    return pinned.group(1) if pinned else None
 
 
 def _model_version(change: Change) -> str | None:

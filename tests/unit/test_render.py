@@ -89,7 +89,7 @@ def test_markdown_has_a_row_and_a_diff_per_change(mixed_plan: Plan) -> None:
     markdown = render_markdown(mixed_plan)
     rows = [line for line in markdown.splitlines() if line.startswith("| `") and "deployment/" in line]
     assert rows == [
-        "| `-` | `deployment/delta` | delete | 1 → — | — | its spec was removed |",
+        "| `-` | `deployment/delta` | delete | `delta` 1 → — | — | its spec was removed |",
         "| `-/+` | `deployment/charlie` | replace | `charlie` 1 → 2 | direct | "
         "model charlie (alias @champion) moves from version 1 to 2 |",
         "| `~` | `deployment/bravo` | update | `bravo` 1 (unchanged) | in place | spec changed (replicas); applies in place |",
