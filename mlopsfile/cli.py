@@ -17,7 +17,8 @@ from rich.table import Table
 
 from mlopsfile.api import Project, StatusRow
 from mlopsfile.errors import MlopsfileError, SpecErrors
-from mlopsfile.plan.render import render_json, render_markdown, render_text
+from mlopsfile.plan.render import render_json, render_text
+from mlopsfile.plan.render_markdown import render_markdown
 from mlopsfile.plan.types import Action, Change, Plan
 
 app = typer.Typer(

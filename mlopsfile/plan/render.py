@@ -1,4 +1,4 @@
-"""Plan renderers: a terminal view like Terraform's, markdown for pull requests, JSON."""
+"""Plan renderers: a terminal view like Terraform's and JSON (markdown for pull requests: render_markdown.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ VERB = {Action.CREATE: "will be created", Action.UPDATE: "will be updated in pla
         Action.RUN: "will run"}
 
 
-def _value(value: Any) -> str:
+def value_text(value: Any) -> str:
+    """A field value as a diff shows it: JSON, keys sorted."""
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -53,12 +54,12 @@ def diff_lines(change: Change) -> list[tuple[str, str]]:
     for diff in change.diffs:
         name = diff.field.ljust(width)
         if change.action == Action.CREATE or (change.action == Action.RUN and diff.old is None):
-            lines.append(("+", f"{name} = {_value(diff.new)}"))
+            lines.append(("+", f"{name} = {value_text(diff.new)}"))
         elif change.action == Action.DELETE:
-            lines.append(("-", f"{name} = {_value(diff.old)}"))
+            lines.append(("-", f"{name} = {value_text(diff.old)}"))
         else:
             note = "  # forces replacement" if change.action == Action.REPLACE and diff.forces_replacement else ""
-            lines.append(("~", f"{name} = {_value(diff.old)} -> {_value(diff.new)}{note}"))
+            lines.append(("~", f"{name} = {value_text(diff.old)} -> {value_text(diff.new)}{note}"))
     return lines
 
 
@@ -107,37 +108,6 @@ def render_text(plan: Plan, color: bool = True, width: int = 120) -> str:
 
 def _action_of(marker: str, change: Change) -> Action:
     return {"+": Action.CREATE, "-": Action.DELETE}.get(marker, change.action)
-
-
-def render_markdown(plan: Plan) -> str:
-    lines = [f"### mlopsfile plan · project `{plan.project}`", ""]
-    if plan.models:
-        lines += ["| Model | URI | Pinned version | Digest |", "| --- | --- | --- | --- |"]
-        lines += [f"| {m.name} | `{m.uri}` | {m.version} | `{m.digest[:19]}…` |" for m in plan.models]
-        lines.append("")
-    for notice in plan.notices:
-        lines += [f"> **Note** `{notice.kind.lower()}/{notice.name}`: {notice.message}", ""]
-    if not plan.has_changes:
-        lines.append("**No changes.**" + (" See the notes above." if plan.notices else " The live state matches the specs."))
-        return "\n".join(lines) + "\n"
-    lines += [f"**{summary_line(plan)}**", "", "| | Resource | Action | Why |", "| --- | --- | --- | --- |"]
-    for change in plan.changes:
-        reason = change.reason.replace("|", "\\|")
-        if rollout_line(change):
-            reason += " — " + (rollout_line(change) or "").replace("|", "\\|")
-        lines.append(f"| `{SYMBOL[change.action]}` | `{change.address}` | {change.action.value} | {reason} |")
-    lines.append("")
-    for change in plan.changes:
-        lines += [f"<details><summary><code>{SYMBOL[change.action]} {change.address}</code> "
-                  f"(revision {change.revision})</summary>", "", "```diff"]
-        for diff in change.diffs:
-            note = "  # forces replacement" if change.action == Action.REPLACE and diff.forces_replacement else ""
-            if change.action != Action.CREATE:
-                lines.append(f"- {diff.field} = {_value(diff.old)}")
-            if change.action != Action.DELETE:
-                lines.append(f"+ {diff.field} = {_value(diff.new)}{note}")
-        lines += ["```", "", "</details>", ""]
-    return "\n".join(lines)
 
 
 def render_json(plan: Plan) -> str:

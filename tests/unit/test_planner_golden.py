@@ -27,25 +27,11 @@ import yaml
 
 from mlopsfile.errors import PlanError
 from mlopsfile.plan.planner import make_plan
-from mlopsfile.plan.types import Action, Change, Hold, Plan
-from mlopsfile.resources import DesiredState, ObservedState
+from mlopsfile.plan.types import Action, Change, Plan
+from tests.unit.golden_cases import CREATED_AT, GOLDEN, inputs, load
 
-GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(path.name for path in GOLDEN.iterdir() if path.is_dir())
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
-
-
-def _load(case: Path, name: str) -> Any:
-    return yaml.safe_load((case / name).read_text(encoding="utf-8"))
-
-
-def _inputs(case: Path) -> tuple[DesiredState, ObservedState, dict[str, int], dict[str, Hold]]:
-    desired = DesiredState.model_validate(_load(case, "desired.yaml"))
-    observed = ObservedState.model_validate(_load(case, "observed.yaml") or {})
-    revisions = _load(case, "revisions.yaml") or {}
-    held = (_load(case, "holds.yaml") or []) if (case / "holds.yaml").exists() else []
-    holds = {hold.name: hold for hold in (Hold.model_validate(item) for item in held)}
-    return desired, observed, revisions, holds
 
 
 def _change_from(change: Change) -> dict[str, Any]:
@@ -88,17 +74,17 @@ def test_golden_cases_exist() -> None:
 @pytest.mark.parametrize("case_name", CASES)
 def test_golden_plan(case_name: str) -> None:
     case = GOLDEN / case_name
-    desired, observed, revisions, holds = _inputs(case)
+    desired, observed, revisions, holds = inputs(case)
     expected_path = case / "expected.yaml"
-    expected = _load(case, "expected.yaml") if expected_path.exists() else {}
+    expected = load(case, "expected.yaml") if expected_path.exists() else {}
 
     if "plan_error" in expected:
         with pytest.raises(PlanError) as caught:
-            make_plan(desired, observed, revisions, "2024-05-01T12:00:00Z", holds=holds)
+            make_plan(desired, observed, revisions, CREATED_AT, holds=holds)
         assert expected["plan_error"] in str(caught.value)
         return
 
-    plan = make_plan(desired, observed, revisions, "2024-05-01T12:00:00Z", holds=holds)
+    plan = make_plan(desired, observed, revisions, CREATED_AT, holds=holds)
     if UPDATE:
         _write_expected(case, _expected_from(plan))
         return

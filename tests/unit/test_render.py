@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from mlopsfile.plan.planner import make_plan
-from mlopsfile.plan.render import render_json, render_markdown, render_text
+from mlopsfile.plan.render import render_json, render_text
+from mlopsfile.plan.render_markdown import render_markdown
 from mlopsfile.plan.types import Action, Plan
 
 CREATED_AT = "2024-05-01T12:00:00Z"
@@ -86,12 +87,13 @@ def test_text_without_changes(empty_plan: Plan) -> None:
 
 def test_markdown_has_a_row_and_a_diff_per_change(mixed_plan: Plan) -> None:
     markdown = render_markdown(mixed_plan)
-    rows = [line for line in markdown.splitlines() if line.startswith("| `")]
+    rows = [line for line in markdown.splitlines() if line.startswith("| `") and "deployment/" in line]
     assert rows == [
-        "| `-` | `deployment/delta` | delete | its spec was removed |",
-        "| `-/+` | `deployment/charlie` | replace | model charlie (alias @champion) moves from version 1 to 2 |",
-        "| `~` | `deployment/bravo` | update | spec changed (replicas); applies in place |",
-        "| `+` | `deployment/alpha` | create | it does not exist yet; model alpha version 1 |",
+        "| `-` | `deployment/delta` | delete | `delta` 1 → — | — | its spec was removed |",
+        "| `-/+` | `deployment/charlie` | replace | `charlie` 1 → 2 | direct | "
+        "model charlie (alias @champion) moves from version 1 to 2 |",
+        "| `~` | `deployment/bravo` | update | `bravo` 1 (unchanged) | in place | spec changed (replicas); applies in place |",
+        "| `+` | `deployment/alpha` | create | `alpha` — → 1 | — | it does not exist yet; model alpha version 1 |",
     ]
     assert "**Plan: 1 to add, 1 to change, 1 to replace, 1 to destroy.**" in markdown
     diffs = re.findall(r"```diff\n(.*?)```", markdown, flags=re.S)
@@ -107,7 +109,8 @@ def test_markdown_without_changes(empty_plan: Plan) -> None:
     markdown = render_markdown(empty_plan)
     assert "**No changes.** The live state matches the specs." in markdown
     assert "```diff" not in markdown
-    assert "| iris | `models:/iris@champion` | 1 | `sha256:iris-v1…` |" in markdown
+    assert "| `iris` | `models:/iris@champion` | 1 | `sha256:iris-v1…` |" in markdown
+    assert "#### Warnings" not in markdown
 
 
 def test_json_is_the_stable_saved_format(mixed_plan: Plan) -> None:
