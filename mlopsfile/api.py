@@ -27,6 +27,7 @@ from mlopsfile.desired import ModelResolver, build_desired
 from mlopsfile.drivers.base import DeploymentDriver
 from mlopsfile.errors import DriverError, LockError, PlanError
 from mlopsfile.gitinfo import git_commit
+from mlopsfile.locking import LockResult, run_lock, through_lock
 from mlopsfile.plan.planner import make_plan
 from mlopsfile.plan.types import Action, Hold, Plan
 from mlopsfile.resources import DesiredState, Health, ObservedDeployment, ObservedState
@@ -125,8 +126,13 @@ class Project:
 
     def desired(self, specset: SpecSet | None = None) -> DesiredState:
         specset = specset or self.validate()
-        return build_desired(specset, self.resolver, self.settings.project, self.runtime_digest,
+        return build_desired(specset, through_lock(self.resolver, self.settings.root), self.settings.project,
+                             self.runtime_digest,
                              inputs=self.batch, root=self.settings.root, edge=self.edge, monitors=self.monitor_data)
+
+    def lock(self, update: Collection[str] | None = None, check: bool = False) -> LockResult:
+        """Pin every model in mlopsfile.lock (``update``: only these), or ``check`` that it is current."""
+        return run_lock(self.validate(), self.resolver, self.settings.root, _now(), update, check)
 
     def observe(self, batch_outputs: Mapping[str, str] | None = None,
                 edge_bundles: Mapping[str, str | None] | None = None) -> ObservedState:

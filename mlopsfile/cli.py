@@ -387,4 +387,4 @@ def main() -> None:
     app()
 
 
-from mlopsfile import cli_batch, cli_edge, cli_monitors, cli_rollouts, cli_watch  # noqa: E402,F401  (register run, logs, watch, drift, ...)
+from mlopsfile import cli_batch, cli_edge, cli_lock, cli_monitors, cli_rollouts, cli_watch  # noqa: E402,F401  (register run, logs, watch, drift, ...)

@@ -22,3 +22,6 @@ class ResolvedModel(Value):
     pinned_uri: str = Field(description="URI that names exactly this version: what apply deploys.")
     digest: str = Field(description="sha256 over the model's artifact files.")
     run_id: str | None = Field(default=None, description="MLflow run that produced the model.")
+    locked: bool = Field(default=False, description="Pinned by mlopsfile.lock rather than resolved from the registry now.")
+    lock_notice: str | None = Field(default=None, description="How the registry moved since mlopsfile.lock pinned this "
+                                    "version (an alias now elsewhere); the plan warns.")

@@ -94,6 +94,7 @@ def make_plan(
     for monitor in plan_monitors(desired, observed):
         _sort_into(monitor, changes, notices, unchanged)
     changes.sort(key=lambda c: (ACTION_ORDER[c.action], c.name))
+    notices.extend(Notice(kind="Model", name=m.name, message=m.lock_notice) for m in desired.models if m.lock_notice)
     return Plan(
         mode=mode,
         project=desired.project,

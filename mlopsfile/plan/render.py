@@ -69,7 +69,7 @@ def render_text(plan: Plan, color: bool = True, width: int = 120) -> str:
     if plan.models:
         console.print("[bold]Models[/bold]")
         for model in plan.models:
-            pinned = f"version {model.version}"
+            pinned = f"version {model.version}" + (" (mlopsfile.lock)" if model.locked else "")
             console.print(f"  {escape(model.name)}: {escape(model.uri)} -> {pinned} ({model.digest[:19]}…)")
         console.print()
     for notice in plan.notices:
