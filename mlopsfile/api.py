@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlopsfile.apply.executor import ApplyReport, BatchRuns, Executor, Progress
+from mlopsfile.apply.lifecycle import record_lifecycle
 from mlopsfile.apply.staleness import check_fresh
 from mlopsfile.config import Settings, load_settings
 from mlopsfile.controller.batch_view import BatchView
@@ -25,13 +26,15 @@ from mlopsfile.controller.rollouts import Events, RolloutController
 from mlopsfile.controller.status import RolloutView, rollout_view
 from mlopsfile.desired import ModelResolver, build_desired
 from mlopsfile.drivers.base import DeploymentDriver
-from mlopsfile.errors import DriverError, LockError, PlanError
+from mlopsfile.errors import DriverError, LockError, MlopsfileError, PlanError
 from mlopsfile.gitinfo import git_commit
 from mlopsfile.locking import LockResult, run_lock, through_lock
+from mlopsfile.plan.guard import guard_plan
 from mlopsfile.plan.planner import make_plan
 from mlopsfile.plan.types import Action, Hold, Plan
 from mlopsfile.resources import DesiredState, Health, ObservedDeployment, ObservedState
 from mlopsfile.spec.loader import load_specs
+from mlopsfile.spec.overlay import environment_dir
 from mlopsfile.spec.specset import SpecSet, canonical_digest
 from mlopsfile.state.rollouts import RolloutRecord
 from mlopsfile.state.store import Lock, StateStore
@@ -56,10 +59,11 @@ class Project:
     drivers_override: Mapping[str, DeploymentDriver] | None = None
     runtime_digest_override: str | None = None
     batch_override: BatchRuns | None = None
+    targets: tuple[str, ...] = ()  # --target: plan only these resources and what they need
 
     @classmethod
-    def open(cls, start: Path | None = None, specs: Path | None = None) -> Project:
-        return cls(load_settings(start, specs))
+    def open(cls, start: Path | None = None, specs: Path | None = None, env: str | None = None) -> Project:
+        return cls(load_settings(start, specs, env))
 
     @cached_property
     def store(self) -> StateStore:
@@ -122,17 +126,25 @@ class Project:
     # -- operations ------------------------------------------------------------------
 
     def validate(self) -> SpecSet:
-        return load_specs(self.settings.specs, self.settings.root)
+        return load_specs(self.settings.specs, self.settings.root, self.settings.env)
 
     def desired(self, specset: SpecSet | None = None) -> DesiredState:
         specset = specset or self.validate()
-        return build_desired(specset, through_lock(self.resolver, self.settings.root), self.settings.project,
+        return build_desired(specset, through_lock(self.resolver, self.lock_dir), self.settings.project,
                              self.runtime_digest,
                              inputs=self.batch, root=self.settings.root, edge=self.edge, monitors=self.monitor_data)
 
     def lock(self, update: Collection[str] | None = None, check: bool = False) -> LockResult:
         """Pin every model in mlopsfile.lock (``update``: only these), or ``check`` that it is current."""
-        return run_lock(self.validate(), self.resolver, self.settings.root, _now(), update, check)
+        return run_lock(self.validate(), self.resolver, self.lock_dir, _now(), update, check)
+
+    @property
+    def lock_dir(self) -> Path:
+        """Where mlopsfile.lock lives: the project root, or an environment's own overlay directory
+        (environments may point one model at different aliases, so each pins its own versions)."""
+        if self.settings.env:
+            return environment_dir(self.settings.specs, self.settings.env)
+        return self.settings.root
 
     def observe(self, batch_outputs: Mapping[str, str] | None = None,
                 edge_bundles: Mapping[str, str | None] | None = None) -> ObservedState:
@@ -161,14 +173,23 @@ class Project:
             return []
 
     def plan(self, destroy: bool = False, retry: bool = False, forced_runs: Collection[str] = ()) -> PlanResult:
-        desired = self.empty_desired() if destroy else self.desired()
+        # A spec that fails to load raises here: nothing is ever planned, least of all a delete.
+        specset = self._specs_if_valid() if destroy else self.validate()
+        desired = self.empty_desired() if destroy else self.desired(specset)
         unknown = sorted(set(forced_runs) - {b.name for b in desired.batches})
         if unknown:
             raise PlanError(f"no batch Deployment named {', '.join(map(repr, unknown))} in the specs")
         observed = self.observe({b.name: b.job.output for b in desired.batches}, {e.name: e.bundle for e in desired.edges})
         plan = make_plan(desired, observed, self.store.last_revisions(), _now(), mode="destroy" if destroy else "apply",
                          holds={} if retry else self.holds(), retry=retry, forced_runs=forced_runs)
-        return PlanResult(plan, observed)
+        return PlanResult(guard_plan(plan, specset, self.store.protections(), self.targets, destroy), observed)
+
+    def _specs_if_valid(self) -> SpecSet | None:
+        """destroy needs no specs; when they load, their prevent_destroy flags count too."""
+        try:
+            return self.validate()
+        except MlopsfileError:
+            return None
 
     def holds(self) -> dict[str, Hold]:
         return {name: Hold(name=name, spec_digest=h.spec_digest, outcome=h.outcome, reason=h.reason,
@@ -211,7 +232,9 @@ class Project:
                             controller=self.controller(events), batch=self.batch, events=events,
                             edge=self.edge if plan.edge_bundles or observed.edges else None,
                             monitors=self.monitors if any(c.target == "monitor" for c in plan.changes) else None)
-        return executor.run(plan)
+        report = executor.run(plan)
+        record_lifecycle(self.store, plan, report)
+        return report
 
     def drive(self, names: list[str] | None = None, events: Events | None = None, tick_s: float | None = None,
               until: Callable[[RolloutRecord], bool] | None = None,

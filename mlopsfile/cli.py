@@ -46,6 +46,10 @@ class PlanFormat(str, Enum):
 
 SpecsOption = Annotated[Optional[Path], typer.Option("--specs", "-s", help="Spec file or directory (default: ./specs or mlopsfile.yaml's 'specs').")]
 AutoApprove = Annotated[bool, typer.Option("--auto-approve", help="Do not ask for confirmation.")]
+EnvOption = Annotated[Optional[str], typer.Option(
+    "--env", "-e", help="Layer environments/ENV/ over the specs (default: $MLOPSFILE_ENV).")]
+TargetOption = Annotated[Optional[list[str]], typer.Option(
+    "--target", "-t", help="Plan only this Deployment or Monitor and what it needs (repeatable).")]
 RetryOption = Annotated[bool, typer.Option(
     "--retry", help="Propose again what an aborted rollout, ended test or rollback left held.")]
 
@@ -59,8 +63,10 @@ def root(
     Options.chdir = chdir
 
 
-def _project(specs: Path | None = None) -> Project:
-    return Project.open(Options.chdir, specs)
+def _project(specs: Path | None = None, env: str | None = None, targets: list[str] | None = None) -> Project:
+    project = Project.open(Options.chdir, specs, env or os.environ.get("MLOPSFILE_ENV") or None)
+    project.targets = tuple(targets or ())
+    return project
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -93,11 +99,11 @@ def guarded(action: Callable[[], int | None]) -> None:
 
 
 @app.command()
-def validate(specs: SpecsOption = None) -> None:
+def validate(specs: SpecsOption = None, env: EnvOption = None) -> None:
     """Check the specs: syntax, fields, names and references. Touches nothing live."""
 
     def body() -> None:
-        specset = _project(specs).validate()
+        specset = _project(specs, env).validate()
         out.print(f"Valid: {len(specset.models)} model(s), {len(specset.deployments)} deployment(s).")
 
     guarded(body)
@@ -112,11 +118,13 @@ def plan(
     destroy: Annotated[bool, typer.Option("--destroy", help="Plan the removal of everything this project runs.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain text output.")] = False,
     retry: RetryOption = False,
+    env: EnvOption = None,
+    target: TargetOption = None,
 ) -> None:
     """Show what apply would change, without changing anything."""
 
     def body() -> int:
-        result = _project(specs).plan(destroy=destroy, retry=retry)
+        result = _project(specs, env, target).plan(destroy=destroy, retry=retry)
         _print_plan(result.plan, output_format, no_color)
         if out_file:
             out_file.write_text(render_json(result.plan))
@@ -136,11 +144,13 @@ def apply(
     wait: Annotated[bool, typer.Option(
         "--wait", help="Drive rollouts in the foreground until they end (safe to interrupt; run again to resume).")] = False,
     retry: RetryOption = False,
+    env: EnvOption = None,
+    target: TargetOption = None,
 ) -> None:
     """Make the live systems match the specs (or carry out a saved plan)."""
 
     def body() -> int:
-        project = _project(specs)
+        project = _project(specs, env, target)
         if plan_file is None:
             code = _plan_confirm_apply(project, "apply", auto_approve, no_color, retry)
         else:
@@ -157,11 +167,12 @@ def apply(
 
 @app.command()
 def destroy(specs: SpecsOption = None, auto_approve: AutoApprove = False,
-            no_color: Annotated[bool, typer.Option("--no-color", help="Plain text output.")] = False) -> None:
+            no_color: Annotated[bool, typer.Option("--no-color", help="Plain text output.")] = False,
+            env: EnvOption = None) -> None:
     """Remove everything this project runs. Applications it did not create stay."""
 
     def body() -> int:
-        return _plan_confirm_apply(_project(specs), "destroy", auto_approve, no_color)
+        return _plan_confirm_apply(_project(specs, env), "destroy", auto_approve, no_color)
 
     guarded(body)
 
@@ -170,11 +181,12 @@ def destroy(specs: SpecsOption = None, auto_approve: AutoApprove = False,
 def status(
     specs: SpecsOption = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    env: EnvOption = None,
 ) -> None:
     """Each deployment: revision, model version, live health, route."""
 
     def body() -> None:
-        project = _project(specs)
+        project = _project(specs, env)
         rows = project.status()
         from mlopsfile.api_monitors import monitor_rows
         from mlopsfile.cli_monitors import monitor_json, print_monitors
@@ -387,4 +399,4 @@ def main() -> None:
     app()
 
 
-from mlopsfile import cli_batch, cli_edge, cli_lock, cli_monitors, cli_rollouts, cli_watch  # noqa: E402,F401  (register run, logs, watch, drift, ...)
+from mlopsfile import cli_batch, cli_edge, cli_envs, cli_lock, cli_monitors, cli_rollouts, cli_watch  # noqa: E402,F401  (register run, logs, watch, drift, render, lock, ...)

@@ -7,13 +7,14 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from mlopsfile.cli import SpecsOption, _project, app, guarded, out
+from mlopsfile.cli import EnvOption, SpecsOption, _project, app, guarded, out
 from mlopsfile.lockfile import LOCK_FILE
 
 
 @app.command()
 def lock(
     specs: SpecsOption = None,
+    env: EnvOption = None,
     update: Annotated[Optional[list[str]], typer.Option(
         "--update", "-u", metavar="MODEL", help="Resolve only this Model again (repeatable); the others keep their locked version.")] = None,
     check: Annotated[bool, typer.Option(
@@ -22,7 +23,7 @@ def lock(
     """Pin every Model's version and artifact digest in mlopsfile.lock; plan and apply then use them."""
 
     def body() -> None:
-        result = _project(specs).lock(update=update, check=check)
+        result = _project(specs, env).lock(update=update, check=check)
         if check:
             out.print(f"{LOCK_FILE} is current: {len(result.lock.models)} model(s).")
             return

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError
 
 from mlopsfile.errors import ConfigError
 from mlopsfile.spec.common import Strict
+from mlopsfile.spec.overlay import environment_dir
 
 PROJECT_FILE = "mlopsfile.yaml"
 STATE_DIR = ".mlopsfile"
@@ -95,6 +96,7 @@ class Settings:
     registry_uri: str | None
     state_url: str
     docker_host: str | None = None
+    env: str | None = None  # the environment overlay (environments/ENV/) layered over the specs
 
     @property
     def state_dir(self) -> Path:
@@ -129,16 +131,28 @@ def read_project_file(root: Path) -> ProjectFile:
         raise ConfigError(f"{path}: {field}: {first['msg']}") from exc
 
 
-def load_settings(start: Path | None = None, specs: Path | None = None) -> Settings:
+def load_settings(start: Path | None = None, specs: Path | None = None, environment: str | None = None) -> Settings:
+    """Settings of the project around ``start``; with ``environment``, those of that environment.
+
+    An environment is a project of its own: its name is ``PROJECT-ENV`` (the owner of what
+    it creates, so two environments on one Ray cluster never take each other's resources)
+    and its default state store is ``.mlopsfile/envs/ENV/state.db``.
+    """
     root = find_root(start or Path.cwd())
     project_file = read_project_file(root)
     env = os.environ
     state_dir = root / STATE_DIR
+    specs_path = specs.resolve() if specs else (root / project_file.specs)
+    project = project_file.project or root.name.lower() or "default"
+    state_db = state_dir / "state.db"
+    if environment:
+        environment_dir(specs_path, environment)  # an unknown one fails here, naming the known ones
+        project, state_db = f"{project}-{environment}", state_dir / "envs" / environment / "state.db"
     tracking = project_file.mlflow.tracking_uri or env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{state_dir / 'mlflow.db'}"
     return Settings(
         root=root,
-        project=project_file.project or root.name.lower() or "default",
-        specs=(specs.resolve() if specs else (root / project_file.specs)),
+        project=project,
+        specs=specs_path,
         ray_address=project_file.ray.address or env.get("RAY_ADDRESS") or None,
         ray_dashboard_url=project_file.ray.dashboard_url or env.get("RAY_DASHBOARD_URL") or None,
         http_host=project_file.ray.http_host,
@@ -146,6 +160,7 @@ def load_settings(start: Path | None = None, specs: Path | None = None) -> Setti
         ray_num_cpus=project_file.ray.num_cpus,
         tracking_uri=tracking,
         registry_uri=project_file.mlflow.registry_uri or env.get("MLFLOW_REGISTRY_URI") or None,
-        state_url=project_file.state.url or env.get("MLOPSFILE_STATE_URL") or f"sqlite:///{state_dir / 'state.db'}",
+        state_url=project_file.state.url or env.get("MLOPSFILE_STATE_URL") or f"sqlite:///{state_db}",
         docker_host=project_file.docker.host or env.get("DOCKER_HOST") or None,
+        env=environment or None,
     )

@@ -82,7 +82,7 @@ def desired_monitors(specset: SpecSet, resolved: dict[str, ResolvedModel], prepa
         monitors.append(DesiredMonitor(
             name=name, deployment=spec.deployment,
             deployment_target="batch" if isinstance(target, BatchTarget) else "online",
-            spec_digest=canonical_digest(specset.monitor(name).model_dump(mode="json"))[:16],
+            spec_digest=canonical_digest(specset.monitor(name).model_dump(mode="json", exclude={"lifecycle"}))[:16],
             source=located.at(), reference=spec.reference, prepared=prepared,
             config={**config, "digest": digest}, digest=digest,
         ))

@@ -98,6 +98,14 @@ class Change(Value):
         return f"{self.kind.lower()}/{self.name}"
 
 
+class LifecycleChange(Value):
+    """A resource's ``lifecycle.prevent_destroy`` differs from what the state store remembers."""
+
+    kind: str = "Deployment"
+    name: str
+    prevent_destroy: bool = Field(description="The flag the specs set; apply records it.")
+
+
 class Unchanged(Value):
     name: str
     kind: str = "Deployment"
@@ -120,10 +128,11 @@ class Plan(Value):
     changes: tuple[Change, ...] = ()
     unchanged: tuple[Unchanged, ...] = ()
     notices: tuple[Notice, ...] = ()
+    lifecycle: tuple[LifecycleChange, ...] = Field(default=(), description="prevent_destroy flags apply records.")
 
     @property
     def has_changes(self) -> bool:
-        return bool(self.changes)
+        return bool(self.changes or self.lifecycle)
 
     def counts(self) -> dict[Action, int]:
         return {action: sum(1 for c in self.changes if c.action == action) for action in Action}

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from mlopsfile.spec.batch import BatchTarget
 from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict, check_memory, check_route
 from mlopsfile.spec.edge import EdgeTarget
+from mlopsfile.spec.lifecycle import Lifecycle
 from mlopsfile.spec.rollout import BlueGreenRollout, CanaryRollout, DirectRollout, Rollout, ShadowRollout
 
 
@@ -166,6 +167,7 @@ class DeploymentDocument(Strict):
     kind: Literal["Deployment"] = Field(description="Document kind.")
     metadata: Metadata = Field(description="Name, labels and annotations.")
     spec: DeploymentSpec = Field(description="Model, target and rollout.")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="Guards on what apply may do: prevent_destroy.")
 
     def route(self) -> str:
         target = self.spec.target

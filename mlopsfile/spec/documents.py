@@ -37,6 +37,7 @@ class LocatedDocument:
 
     document: Document
     positions: PositionIndex
+    patches: tuple[str, ...] = ()  # overlay files (environments/NAME/...) merged into it
 
     @property
     def name(self) -> str:

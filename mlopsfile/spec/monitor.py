@@ -8,6 +8,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from mlopsfile.spec.common import API_VERSION, Metadata, ResourceName, Strict
+from mlopsfile.spec.lifecycle import Lifecycle
 from mlopsfile.spec.rollout import Duration, _check_duration
 
 REFERENCE_RE = re.compile(r"^(runs:/[0-9a-zA-Z]+/.+|models:/[^/]+/.+|[^:]+|file://.+|s3://.+|gs://.+)$")
@@ -134,3 +135,4 @@ class MonitorDocument(Strict):
     kind: Literal["Monitor"] = Field(description="Document kind.")
     metadata: Metadata = Field(description="Name, labels and annotations.")
     spec: MonitorSpec = Field(description="Deployment, reference, detector, window and actions.")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="Guards on what apply may do: prevent_destroy.")

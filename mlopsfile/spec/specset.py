@@ -48,7 +48,7 @@ class SpecSet:
         deployment = self.deployment(name)
         model = self.model(deployment.spec.model)
         parts = {
-            "deployment": deployment.model_dump(mode="json", exclude={"metadata": {"annotations"}}),
+            "deployment": deployment.model_dump(mode="json", exclude={"metadata": {"annotations"}, "lifecycle": True}),
             "model": model.model_dump(mode="json", exclude={"metadata": {"annotations"}}),
         }
         candidate = getattr(deployment.spec.rollout, "candidate", None)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlopsfile.errors import LockError, MlopsfileError
 from mlopsfile.state.monitors import MonitorRecords
+from mlopsfile.state.protections import ProtectionRecords
 from mlopsfile.state.rollouts import RolloutRecords
 from mlopsfile.state.tables import audit, locks, metadata, revisions
 
@@ -65,7 +66,7 @@ class RevisionRecord:
     message: str | None
 
 
-class StateStore(RolloutRecords, MonitorRecords):
+class StateStore(RolloutRecords, MonitorRecords, ProtectionRecords):
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

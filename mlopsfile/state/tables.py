@@ -126,3 +126,13 @@ drift_feeds = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("monitor", "source"),
 )
+
+# The lifecycle.prevent_destroy flag of each resource as last applied: a removed spec no
+# longer carries it, so a plan that deletes the resource asks here.
+protections = Table(
+    "protections", metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("prevent_destroy", Boolean, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
