@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -223,12 +222,10 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 """
 
 
-def test_alias_bomb_is_refused_quickly(write_specs: WriteSpecs) -> None:
+@pytest.mark.timeout(120)  # expanded, this document has about 10^9 nodes: a loader that builds it never returns
+def test_alias_bomb_is_refused_without_expanding_it(write_specs: WriteSpecs) -> None:
     root = write_specs({"a.yaml": MODEL + "---\n" + BILLION_LAUGHS})
-    started = time.perf_counter()
     errors = spec_errors(root)
-    # Expanded, this document has about 10^9 nodes; anything that builds it never gets here.
-    assert time.perf_counter() - started < 2
     assert errors == [
         "specs/a.yaml:8:1: document expands to more than 100000 nodes through anchors and aliases; refused",
     ]
