@@ -76,12 +76,17 @@ def watch(
                 raise _Stopped
             agent.stop(stop)
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        def keep_handlers() -> None:
+            # Ray's client installs its own SIGTERM handler (exit 15) when it first connects.
+            for number in (signal.SIGTERM, signal.SIGINT):
+                if signal.getsignal(number) is not on_signal:
+                    signal.signal(number, on_signal)
+
+        keep_handlers()
         heal = "repaired" if config.self_heal else "only reported"
         err.print(f"Watching {source}: drift looked for every {config.resync_s:g}s ({heal}), rollouts and monitors "
                   f"every {tick:g}s, batch schedules every {interval:g}s. Ctrl-C stops.")
-        agent.run(stop)
+        agent.run(stop, keep_handlers)
         err.print("stopped")
         return 0
 

@@ -88,13 +88,14 @@ class Agent:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, after_step: Callable[[], None] = lambda: None) -> None:
         """Until ``stop`` is set; the step in progress finishes first (a rollout resumes on restart)."""
         if self.files is not None:
             self.files.start(self._file_changed)
         try:
             while not stop.is_set():
                 wait = self.step() - self.clock()
+                after_step()
                 if wait > 0:
                     self.wake.wait(wait)
                 self.wake.clear()
@@ -120,7 +121,10 @@ class Agent:
         if self.pending is None and now >= self.next_resync and (self.pull is None or self.head is not None):
             self.pending = Pending("drift found by resync", heal=self.config.self_heal, resync=True)
         if self.pending is not None:
-            self._converge(self.pending)
+            try:
+                self._converge(self.pending)
+            finally:  # counted from the end: an apply that took long has just looked at everything
+                self.next_resync = self.clock() + self.config.resync_s
         if now >= self.next_schedule:
             self.next_schedule = now + self.config.schedule_s
             self._run_due()
@@ -154,7 +158,6 @@ class Agent:
     def _converge(self, pending: Pending) -> None:
         """Validate, plan and apply (or only report): ``pending`` stays owed when it must be retried."""
         project = self.project
-        self.next_resync = self.clock() + self.config.resync_s
         try:
             project.validate()
         except SpecErrors as exc:
