@@ -34,7 +34,7 @@ from mlopsfile.plan.planner import make_plan
 from mlopsfile.plan.types import Action, Hold, Plan
 from mlopsfile.resources import DesiredState, Health, ObservedDeployment, ObservedState
 from mlopsfile.spec.loader import load_specs
-from mlopsfile.spec.overlay import environment_dir
+from mlopsfile.spec.overlay import environment_dir, environments_dir
 from mlopsfile.spec.specset import SpecSet, canonical_digest
 from mlopsfile.state.rollouts import RolloutRecord
 from mlopsfile.state.store import Lock, StateStore
@@ -140,11 +140,12 @@ class Project:
 
     @property
     def lock_dir(self) -> Path:
-        """Where mlopsfile.lock lives: the project root, or an environment's own overlay directory
+        """Where mlopsfile.lock lives: beside the spec directory (the project root, or the root of
+        the repository a pull-mode watch follows), or in an environment's own overlay directory
         (environments may point one model at different aliases, so each pins its own versions)."""
         if self.settings.env:
             return environment_dir(self.settings.specs, self.settings.env)
-        return self.settings.root
+        return environments_dir(self.settings.specs).parent
 
     def observe(self, batch_outputs: Mapping[str, str] | None = None,
                 edge_bundles: Mapping[str, str | None] | None = None) -> ObservedState:

@@ -195,6 +195,10 @@ def status(
         if output_format == "json":
             print(json.dumps([_row_json(r) for r in rows] + [monitor_json(m) for m in monitors], indent=2, default=str))
             return
+        from mlopsfile.controller.agent import applied_commit
+
+        if (commit := applied_commit(project)) is not None:
+            out.print(f"Pull mode: {commit}.")
         if not rows:
             out.print("No deployments in the specs and none live.")
             return

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from mlopsfile.errors import ConfigError
 from mlopsfile.spec.common import Strict
 from mlopsfile.spec.overlay import environment_dir
+from mlopsfile.spec.rollout import Duration, duration_seconds
 
 PROJECT_FILE = "mlopsfile.yaml"
 STATE_DIR = ".mlopsfile"
@@ -66,6 +67,26 @@ class DockerSettings(Strict):
     )
 
 
+class WatchSettings(Strict):
+    """How `mlopsfile watch` (the agent) keeps the live systems matching the specs."""
+
+    resync: Duration = Field(
+        default="30s",
+        description="How often the agent plans against the live systems to find drift (changes made outside mlopsfile).",
+    )
+    self_heal: bool = Field(
+        default=True,
+        description="Repair drift found by a resync by applying the specs; false: only report it (and audit it).",
+    )
+
+    @field_validator("resync")
+    @classmethod
+    def _positive(cls, value: float | int | str) -> float | int | str:
+        if duration_seconds(value) <= 0:
+            raise ValueError("the resync interval must be longer than zero")
+        return value
+
+
 class ProjectFile(Strict):
     """The optional project file mlopsfile.yaml at the repository root."""
 
@@ -78,6 +99,7 @@ class ProjectFile(Strict):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings, description="MLflow settings.")
     state: StateSettings = Field(default_factory=StateSettings, description="State store settings.")
     docker: DockerSettings = Field(default_factory=DockerSettings, description="Docker engine settings (edge targets).")
+    watch: WatchSettings = Field(default_factory=WatchSettings, description="Settings of `mlopsfile watch`, the agent.")
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,8 @@ class Settings:
     state_url: str
     docker_host: str | None = None
     env: str | None = None  # the environment overlay (environments/ENV/) layered over the specs
+    watch_resync_s: float = 30.0
+    watch_self_heal: bool = True
 
     @property
     def state_dir(self) -> Path:
@@ -163,4 +187,6 @@ def load_settings(start: Path | None = None, specs: Path | None = None, environm
         state_url=project_file.state.url or env.get("MLOPSFILE_STATE_URL") or f"sqlite:///{state_db}",
         docker_host=project_file.docker.host or env.get("DOCKER_HOST") or None,
         env=environment or None,
+        watch_resync_s=duration_seconds(project_file.watch.resync),
+        watch_self_heal=project_file.watch.self_heal,
     )

@@ -172,6 +172,15 @@ class StateStore(RolloutRecords, MonitorRecords, ProtectionRecords):
             rows = connection.execute(select(audit).order_by(audit.c.id.desc()).limit(limit)).mappings().all()
         return [{**r, "at": _utc(r["at"])} for r in rows]
 
+    def last_audit(self, operation: str, outcome: str | None = None) -> dict[str, Any] | None:
+        """The newest audit entry of ``operation`` (with ``outcome``, if given)."""
+        query = select(audit).where(audit.c.operation == operation)
+        if outcome is not None:
+            query = query.where(audit.c.outcome == outcome)
+        with self.engine.connect() as connection:
+            row = connection.execute(query.order_by(audit.c.id.desc()).limit(1)).mappings().first()
+        return None if row is None else {**row, "at": _utc(row["at"])}
+
 
 def _holder_is_dead(holder: str) -> bool:
     """Whether a lock holder ('user@host pid N') is a process on this host that no longer runs."""
