@@ -40,4 +40,4 @@ if ! wait "$engine_job"; then
 fi
 echo "engine: $MLOPSFILE_TEST_DOCKER_HOST, base image: $(tail -n 1 "$engine_log")"
 echo "== integration tests (real Ray, MLflow, Docker)"
-"$bin/python" -m pytest tests/integration -q -p no:cacheprovider --durations=12 "$@"
+"$bin/python" -m pytest tests/integration -q -p no:cacheprovider --durations=40 "$@"
