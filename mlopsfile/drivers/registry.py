@@ -115,8 +115,7 @@ class MlflowResolver:
             if groups.get("version") not in (None, "latest"):
                 location = self.client.get_model_version_download_uri(groups["name"], groups["version"])
             elif "run_id" in groups:
-                root = self.client.get_run(groups["run_id"]).info.artifact_uri.rstrip("/")
-                location = f"{root}/{groups['path'].strip('/')}"
+                location = self._run_location(groups["run_id"], groups["path"].strip("/"))
             else:
                 raise ResolveError(f"{pinned_uri} does not name one version")
         except MlflowException as exc:
@@ -125,6 +124,17 @@ class MlflowResolver:
             location = url2pathname(urlparse(location).path)
         self._locations[pinned_uri] = location
         return location
+
+    def _run_location(self, run_id: str, path: str) -> str:
+        """A run's artifact, or (MLflow 3) the model that run logged under that name, as MLflow's
+        own runs:/ repository finds it."""
+        run = self.client.get_run(run_id)
+        logged = self.client.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                                  filter_string=f"name = '{path}'") if "/" not in path else []
+        model = next((m for m in logged if m.source_run_id == run_id), None)
+        if model is not None:
+            return str(model.artifact_location)
+        return f"{run.info.artifact_uri.rstrip('/')}/{path}"
 
     def input_names(self, pinned_uri: str) -> list[str]:
         """Input column names of the model's signature; [] when it has no named inputs."""

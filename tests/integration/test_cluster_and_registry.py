@@ -91,5 +91,8 @@ def test_runs_uri_resolves_to_the_run_and_digest(registry: Registry) -> None:
     assert by_run.pinned_uri == f"runs:/{run_id}/model"
     assert by_version.pinned_uri == f"models:/runs-uri-model/{version}"
     assert by_run.digest.startswith("sha256:") and len(by_run.digest) == 71
+    # Both name the one model the run logged: the same artifacts, wherever MLflow keeps them.
+    assert by_run.digest == by_version.digest
+    assert resolver.location(by_run.pinned_uri) == resolver.location(by_version.pinned_uri)
     with pytest.raises(ResolveError, match="no MLflow run"):
         resolver.resolve("m", "runs:/0123456789abcdef/model")
