@@ -61,7 +61,7 @@ class ModelServer:
         self.taps = DriftTaps(self._send_to_monitor)
         self.monitors: dict[str, Any] = {}
 
-    def reconfigure(self, config: dict[str, Any]) -> None:
+    async def reconfigure(self, config: dict[str, Any]) -> None:
         serving = config["serving"]
         if config.get("tracking_uri"):
             os.environ["MLFLOW_TRACKING_URI"] = config["tracking_uri"]
@@ -84,7 +84,12 @@ class ModelServer:
         candidate = (config.get("mlopsfile") or {}).get("role") == "candidate"
         self.taps.configure([] if candidate else serving.get("taps") or [])
         if config.get("traffic") is not None and self.publisher is None:
-            self.publisher = StatsPublisher(serve.get_replica_context().app_name)
+            publisher = StatsPublisher(serve.get_replica_context().app_name)
+            # Used only once its actor answers: a call queued while the actor is still being
+            # created and then cancelled (a caller of /-/stats hanging up) stalls every later
+            # call from this replica, and the counters would never be readable again.
+            await publisher.ready()
+            self.publisher = publisher
 
     # -- HTTP ------------------------------------------------------------------------
 

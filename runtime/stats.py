@@ -49,6 +49,9 @@ class StatsPublisher:
         self.task: asyncio.Task[None] | None = None
         self.latest: dict[str, ArmStats] = {}
 
+    async def ready(self) -> None:
+        await self.actor.snapshots_list.remote()
+
     def changed(self, stats: dict[str, ArmStats]) -> None:
         self.latest = stats
         self.dirty = True

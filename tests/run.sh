@@ -40,4 +40,30 @@ if ! wait "$engine_job"; then
 fi
 echo "engine: $MLOPSFILE_TEST_DOCKER_HOST, base image: $(tail -n 1 "$engine_log")"
 echo "== integration tests (real Ray, MLflow, Docker)"
-"$bin/python" -m pytest tests/integration -q -p no:cacheprovider --durations=40 "$@"
+# Two lanes, each a pytest session with its own local Ray head and MLflow registry. Lane B
+# (batch jobs, edge images on Docker, cluster and registry) runs beside lane A, which keeps
+# the tests that put a steady load on Serve; lane A ends with the watch agent and the
+# rollouts under load, by when lane B is done, so they measure Serve alone.
+lanes=$(mktemp -d /tmp/mlopsfile-lanes.XXXXXX)
+lane_b=(tests/integration/test_edge.py tests/integration/test_batch.py tests/integration/test_docker_engine.py)
+lane_a=(tests/integration/test_monitors.py tests/integration/test_online_lifecycle.py tests/integration/test_safety.py
+        tests/integration/test_cluster_and_registry.py tests/integration/test_watch.py tests/integration/test_rollouts.py)
+listed=$(printf '%s\n' "${lane_a[@]}" "${lane_b[@]}" | sort)
+present=$(ls tests/integration/test_*.py | sort)
+if [ "$listed" != "$present" ]; then
+  echo "tests/run.sh: every integration test file belongs to one lane; these differ:" >&2
+  diff <(echo "$listed") <(echo "$present") >&2 || true
+  exit 1
+fi
+"$bin/python" -m pytest "${lane_b[@]}" -q -p no:cacheprovider --durations=20 --basetemp "$lanes/b" "$@" \
+  >"$lanes/b.log" 2>&1 &
+lane_b_job=$!
+status_a=0
+"$bin/python" -m pytest "${lane_a[@]}" -q -p no:cacheprovider --durations=30 --basetemp "$lanes/a" "$@" || status_a=$?
+status_b=0
+wait "$lane_b_job" || status_b=$?
+echo "== integration tests, lane B (batch, edge; ran beside lane A)"
+cat "$lanes/b.log"
+rm -rf --one-file-system "$lanes"
+echo "integration: lane A exit $status_a, lane B exit $status_b"
+[ "$status_a" -eq 0 ] && [ "$status_b" -eq 0 ]

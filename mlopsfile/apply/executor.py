@@ -124,6 +124,13 @@ class Executor:
                 continue
             self.progress("start", change, None)
             started = time.monotonic()
+            started_rollout = change.action == Action.ROLLOUT and change.rollout is not None \
+                and change.rollout.operation == "start" and change.target != "edge"
+            if started_rollout:
+                # Written ahead: a process killed while the rollout starts leaves a rollout that
+                # the next `apply --wait` or `watch` drives to its end, and that end must find
+                # its revision to mark promoted or aborted.
+                self._record(change, ChangeOutcome(change, "in-progress"))
             try:
                 if change.target == "monitor":
                     self.visit_monitor(change)
@@ -131,13 +138,17 @@ class Executor:
                     self.visit_edge(change)
                 else:
                     getattr(self, f"visit_{change.action.value}")(plan, change)
-                started_rollout = change.action == Action.ROLLOUT and change.rollout is not None \
-                    and change.rollout.operation == "start" and change.target != "edge"
                 outcome = ChangeOutcome(change, "in-progress" if started_rollout else "applied",
                                         seconds=time.monotonic() - started)
             except DriverError as exc:
                 outcome = ChangeOutcome(change, "failed", self._undo(change, exc), time.monotonic() - started)
-            self._record(change, outcome)
+            if not started_rollout:
+                self._record(change, outcome)
+            elif outcome.outcome == "failed":
+                self.store.set_revision_outcome(change.name, change.revision, "failed", outcome.message)
+                self.store.audit(operation="apply", outcome="failed", resource=change.address,
+                                 action=change.action.value, revision=change.revision,
+                                 message=outcome.message, git_commit=self.git_commit)
             report.outcomes.append(outcome)
             self.progress("done", change, outcome)
         return report

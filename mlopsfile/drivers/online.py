@@ -61,8 +61,11 @@ class OnlineDriver:
 
     def observe(self) -> list[ObservedDeployment]:
         details = self.serve_details()
+        # An application Serve is deleting is gone for planning: it no longer serves, and
+        # deploying its name again takes it back. Seen as live, a resync would miss the drift.
         return attach_candidates([observe_application(name, app, self._http_base(details))
-                                  for name, app in sorted((details.get("applications") or {}).items())])
+                                  for name, app in sorted((details.get("applications") or {}).items())
+                                  if app.get("status") != "DELETING"])
 
     def observe_one(self, name: str) -> ObservedDeployment | None:
         return next((d for d in self.observe() if d.name == name), None)

@@ -136,9 +136,9 @@ def test_agent_applies_edits_refuses_invalid_ones_heals_reports_and_resumes(proj
         deleted = time.monotonic()
         watch.expect(f"deployment/{name}: create (drift found by resync)", timeout=RESYNC_S + 10)
         noticed = time.monotonic() - deleted
-        # Serve deletes asynchronously: a resync that starts while the application is still being
-        # deleted sees it, and the next one repairs it; planning itself takes a moment on a busy host.
-        assert noticed <= 2 * RESYNC_S + 2, f"drift noticed after {noticed:.1f}s, resync every {RESYNC_S}s"
+        # The next resync finds it (an application Serve is still deleting counts as gone), then
+        # plans: one interval, plus the plan's own observation on a busy host.
+        assert noticed <= RESYNC_S + 5, f"drift noticed after {noticed:.1f}s, resync every {RESYNC_S}s"
         until(lambda: live_replicas(project, name) == 2, 60, "the deleted application restored", watch)
 
         # A new version through a canary; SIGTERM while it pauses at 50%.
