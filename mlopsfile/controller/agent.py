@@ -181,6 +181,8 @@ class Agent:
                 self.drift.clear()
                 if not plan.has_changes:
                     self.pending = None
+                    if not pending.resync:  # a saved edit that changes nothing live says so
+                        self.events("watch/specs", f"no changes ({pending.cause}): the live state matches the specs")
                     self._record_pull(pending, "applied", "the live state already matches")
                     return
                 for change in changes:

@@ -131,6 +131,8 @@ def test_agent_applies_edits_refuses_invalid_ones_heals_reports_and_resumes(proj
         assert live_replicas(project, name) == 2
         assert len(project.store.history(name)) == 2
         spec_file.write_text(good)
+        # The agent looks at the restored spec first, so that the deletion below is left to a resync.
+        watch.expect("no changes (the specs changed)", timeout=30)
 
         delete_out_of_band(project, name)
         deleted = time.monotonic()
