@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 GLOB_CHARS = frozenset("*?[")
@@ -79,6 +82,17 @@ def _expand_local(pattern: str, file_format: str) -> list[FileFacts]:
     if file_format == "auto" and pattern.endswith("*"):  # a directory: only the files of known formats
         paths = [p for p in paths if os.path.splitext(p)[1].lower() in FORMATS]
     return [facts_of(p) for p in paths]
+
+
+@contextmanager
+def opened(path: str) -> Iterator[Any]:
+    """What pyarrow reads ``path`` from: a local path as it is, any other URI as an fsspec file."""
+    if "://" in path and not path.startswith("file://"):
+        fs, bare = _fs(path)
+        with fs.open(bare, "rb") as handle:  # type: ignore[attr-defined]
+            yield handle
+    else:
+        yield path.removeprefix("file://")
 
 
 def _fs(uri: str) -> tuple[object, str]:

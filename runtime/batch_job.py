@@ -5,7 +5,8 @@
 It reads exactly the files the plan listed (failing if one changed since), checks them
 against the model signature before scoring anything, scores with ``map_batches`` on a
 pool of actors that each hold the MLflow pyfunc model, and streams parquet into a
-staging directory. Only a complete run is published:
+staging directory. Parquet is read in pieces of whole row groups planned from the footers
+(runtime/parquet_pieces), inside the replicas when there are enough pieces for all of them. Only a complete run is published:
 
     <output>/runs/<run id>/part-*.parquet + _manifest.json   (renamed in whole from .staging/)
     <output>/current -> runs/<run id>                          (one atomic symlink swap)
@@ -32,13 +33,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from runtime.batch_files import FileFacts, InputError, facts_of, resolve_format
+from runtime.batch_files import FileFacts, InputError, facts_of, opened, resolve_format
+from runtime.batch_slices import score_in_slices
 from runtime.batch_trials import CANDIDATE_COLUMN, REFERENCE_COLUMN, Agreement, PairScorer
 from runtime.model_loading import load_pyfunc
+from runtime.parquet_pieces import Footer, block_rows, plan_pieces, read_footer
 
 FAILURE_EXIT_CODE = 3
 KEEP_RUNS = 2  # the published run and the one before it
 MANIFEST = "_manifest.json"
+PIECES_PER_REPLICA_TO_FUSE = 2  # with fewer read tasks, some replicas would sit idle while others read
+OUTPUT_BYTES_PER_FILE = 16 * 1024 * 1024  # in memory, before parquet encoding: fewer files than blocks, and the
+# first written while scoring goes on (the last write then finds its worker started)
 
 
 class RunFailure(Exception):
@@ -72,17 +78,20 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     _check_unchanged(files)
     file_format = resolve_format(files, config["format"])
     features = list(config["features"])
-    _check_columns(files, file_format, [*features, *config["columns"]], features)
+    footers = _check_columns(files, file_format, [*features, *config["columns"]], features)
     checked = time.monotonic()
     output = Path(config["output"])
     staging = output / ".staging" / config["run_id"]
     _clear_staging(output)
     staging.mkdir(parents=True)
-    dataset = _read([f.path for f in files], file_format)
+    # Only what the model and the output need: a wide input costs no more to read than its used columns.
+    columns = list(dict.fromkeys([*features, *config["columns"]])) if features else None
+    dataset, inside = _read([f.path for f in files], footers, config, columns)
+    replicas = _replicas(config, inside)
     trials: dict[str, Any] = {}
     if config.get("canary"):
-        trials["canary"] = _canary(config, dataset, features)
-    _score(config, dataset, features, staging)
+        trials["canary"] = _canary(config, dataset, features, replicas)
+    _score(config, dataset, features, staging, replicas)
     scored = time.monotonic()
     side = output / ".staging" / f"{config['run_id']}-shadow"
     if config.get("shadow"):
@@ -123,17 +132,20 @@ def _check_unchanged(files: list[FileFacts]) -> None:
             raise RunFailure(f"input file {planned.path} changed since the plan was made; plan again")
 
 
-def _check_columns(files: list[FileFacts], file_format: str, needed: list[str], features: list[str]) -> None:
-    """Read each file's schema (parquet footer, CSV header) before any scoring starts."""
+def _check_columns(files: list[FileFacts], file_format: str, needed: list[str],
+                   features: list[str]) -> list[Footer] | None:
+    """Read each file's schema (parquet footer, CSV header) before any scoring starts; the parquet
+    footers, which also plan the reads, are returned (None for CSV)."""
     import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
+    footers: list[Footer] = []
     for facts in files:
         try:
             if file_format == "parquet":
-                names = pq.read_schema(facts.path).names
+                footers.append(read_footer(facts.path))
+                names = footers[-1].names
             else:
-                with pacsv.open_csv(facts.path) as reader:
+                with opened(facts.path) as source, pacsv.open_csv(source) as reader:
                     names = reader.schema.names
         except Exception as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -142,20 +154,28 @@ def _check_columns(files: list[FileFacts], file_format: str, needed: list[str], 
         if missing:
             wants = f" (the model signature needs: {', '.join(features)})" if features else ""
             raise RunFailure(f"input file {facts.path} has no column {', '.join(repr(c) for c in missing)}{wants}")
+    return footers if file_format == "parquet" else None
 
 
 class Scorer:
-    """One model replica: holds the pyfunc model and scores pandas batches."""
+    """One model replica: holds the pyfunc model and scores pandas blocks, ``batch_size`` rows per call."""
 
     def __init__(self, model_uri: str, env: dict[str, str], features: list[str], keep: list[str],
-                 prediction_column: str) -> None:
+                 prediction_column: str, batch_size: int) -> None:
         os.environ.update(env)
+        started = time.monotonic()
         self.model = load_pyfunc(model_uri)
+        print(f"mlopsfile: model replica (pid {os.getpid()}) loaded the model in {time.monotonic() - started:.1f} s",
+              file=sys.stderr, flush=True)
         self.features = features
         self.keep = keep
         self.prediction_column = prediction_column
+        self.batch_size = batch_size
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, block: Any) -> Any:
+        return score_in_slices(block, self.batch_size, self._score)
+
+    def _score(self, batch: Any) -> Any:
         import numpy as np
         import pandas as pd
 
@@ -173,29 +193,60 @@ class Scorer:
         return out
 
 
-def _read(paths: list[str], file_format: str) -> Any:
+def _read(paths: list[str], footers: list[Footer] | None, config: dict[str, Any],
+          columns: list[str] | None) -> tuple[Any, bool]:
+    """The input as a Ray Data dataset, and whether its reads run inside the model replicas.
+
+    They do when there are at least ``PIECES_PER_REPLICA_TO_FUSE`` read tasks per replica: a
+    piece's rows then go straight to the model, with no read tasks beside the replicas, no hop
+    through the object store, and a handful of large tasks for the driver to schedule instead of
+    hundreds of small ones, whose scheduling and stats took a large share of a small machine's CPU
+    away from the model. With fewer, separate read tasks cut the input into blocks that all
+    replicas share. Parquet is read as planned from the footers (parquet_pieces); CSV, a file per task.
+    """
     import ray
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    # Ray 2.60's default parquet reader lists files in a 1-CPU task (tens of seconds on 2 cores)
-    # and packs the input into a few large blocks, leaving replicas idle; the classic reader
-    # reads per file and streams many small blocks.
+    concurrency = int(config["concurrency"])
+    if footers is not None:
+        from runtime.parquet_datasource import ParquetPieces
+
+        pieces = plan_pieces(footers, concurrency)
+        inside = len(pieces) >= PIECES_PER_REPLICA_TO_FUSE * concurrency
+        rows = block_rows(pieces, concurrency, int(config["batch_size"]), context.target_max_block_size)
+        # Equal reservations let Ray Data fuse the reads into the replicas.
+        options = _reservation(config) if inside else {"num_cpus": 0.25}  # separate: I/O, a quarter CPU
+        return ray.data.read_datasource(ParquetPieces(pieces, columns, rows), override_num_blocks=len(pieces),
+                                        **options), inside
+    # Ray 2.60's default file reader lists files in a 1-CPU task (tens of seconds on 2 cores)
+    # and packs the input into a few large blocks, leaving replicas idle; the classic one reads per file.
     context.use_datasource_v2 = False
-    # Reads and writes are I/O: a quarter CPU each, so they never wait behind the replicas' reservations.
-    return ray.data.read_parquet(paths, num_cpus=0.25) if file_format == "parquet" \
-        else ray.data.read_csv(paths, num_cpus=0.25)
+    inside = len(paths) >= PIECES_PER_REPLICA_TO_FUSE * concurrency
+    options = {**_reservation(config), "override_num_blocks": len(paths)} if inside else {"num_cpus": 0.25}
+    return ray.data.read_csv(paths, **options), inside
 
 
-def _replicas(config: dict[str, Any]) -> dict[str, Any]:
-    """map_batches arguments for the model replicas: batch size, pool and reservations."""
-    import ray
-
+def _reservation(config: dict[str, Any]) -> dict[str, Any]:
+    """What each model replica reserves on the cluster."""
     remote: dict[str, Any] = {"num_cpus": config["num_cpus"]}
     if config.get("memory"):
         remote["memory"] = config["memory"]
-    return {"batch_size": config["batch_size"], "batch_format": "pandas",
-            "compute": ray.data.ActorPoolStrategy(size=config["concurrency"]), **remote}
+    return remote
+
+
+def _replicas(config: dict[str, Any], reads_inside: bool) -> dict[str, Any]:
+    """map_batches arguments for the model replicas: whole blocks to a pool holding the model.
+
+    ``batch_size`` is applied by the replica itself (batch_slices), so that Ray Data may fuse the
+    read into the replicas. When it does, each task is a whole file: one at a time per replica,
+    so that a replica that is done early takes the next file instead of one queued behind a slower one.
+    """
+    import ray
+
+    in_flight = {"max_tasks_in_flight_per_actor": 1} if reads_inside else {}
+    return {"batch_size": None, "batch_format": "pandas",
+            "compute": ray.data.ActorPoolStrategy(size=config["concurrency"], **in_flight), **_reservation(config)}
 
 
 def _location(config: dict[str, Any], model_uri: str) -> str:
@@ -207,14 +258,15 @@ def _env(config: dict[str, Any]) -> dict[str, str]:
     return {f"MLFLOW_{k.upper()}": config[k] for k in ("tracking_uri", "registry_uri") if config.get(k)}
 
 
-def _canary(config: dict[str, Any], dataset: Any, features: list[str]) -> dict[str, Any]:
+def _canary(config: dict[str, Any], dataset: Any, features: list[str], replicas: dict[str, Any]) -> dict[str, Any]:
     """Score a sample with the published and the new version; raise unless the gates pass."""
     canary = config["canary"]
     sample = dataset.random_sample(canary["sample"], seed=0).map_batches(
         PairScorer, fn_constructor_kwargs={"first_uri": _location(config, canary["previous_model_uri"]),
                                            "second_uri": _location(config, config["model_uri"]),
                                            "env": _env(config), "features": features, "keep": [],
-                                           "prediction_column": None}, **_replicas(config))
+                                           "prediction_column": None, "batch_size": config["batch_size"]},
+        **replicas)
     agreement = Agreement()
     for batch in sample.iter_batches(batch_format="pandas", batch_size=None):
         agreement.add(batch[REFERENCE_COLUMN].to_numpy(), batch[CANDIDATE_COLUMN].to_numpy())
@@ -230,18 +282,20 @@ def _canary(config: dict[str, Any], dataset: Any, features: list[str]) -> dict[s
     return report
 
 
-def _score(config: dict[str, Any], dataset: Any, features: list[str], staging: Path) -> None:
+def _score(config: dict[str, Any], dataset: Any, features: list[str], staging: Path,
+           replicas: dict[str, Any]) -> None:
     keep, column = config["columns"], config["prediction_column"]
     if config.get("shadow"):
         scored = dataset.map_batches(PairScorer, fn_constructor_kwargs={
             "first_uri": _location(config, config["model_uri"]),
             "second_uri": _location(config, config["shadow"]["model_uri"]), "env": _env(config),
-            "features": features, "keep": keep, "prediction_column": column}, **_replicas(config))
+            "features": features, "keep": keep, "prediction_column": column, "batch_size": config["batch_size"]},
+            **replicas)
     else:
         scored = dataset.map_batches(Scorer, fn_constructor_kwargs={
             "model_uri": _location(config, config["model_uri"]), "env": _env(config), "features": features, "keep": keep,
-            "prediction_column": column}, **_replicas(config))
-    scored.write_parquet(str(staging), ray_remote_args={"num_cpus": 0.25})
+            "prediction_column": column, "batch_size": config["batch_size"]}, **replicas)
+    scored.write_parquet(str(staging), min_bytes_per_file=OUTPUT_BYTES_PER_FILE, ray_remote_args={"num_cpus": 0.25})
 
 
 def _split_shadow(staging: Path, side: Path, prediction_column: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from runtime.batch_slices import score_in_slices
 from runtime.model_loading import load_pyfunc
 
 CANDIDATE_COLUMN = "__mlopsfile_candidate"
@@ -97,15 +98,19 @@ class PairScorer:
     and the second's (for a shadow), or only the two predictions (for a canary's sample)."""
 
     def __init__(self, first_uri: str, second_uri: str, env: dict[str, str], features: list[str],
-                 keep: list[str], prediction_column: str | None) -> None:
+                 keep: list[str], prediction_column: str | None, batch_size: int) -> None:
         os.environ.update(env)
         self.first = load_pyfunc(first_uri)
         self.second = load_pyfunc(second_uri)
         self.features = features
         self.keep = keep
         self.prediction_column = prediction_column
+        self.batch_size = batch_size
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, block: Any) -> Any:
+        return score_in_slices(block, self.batch_size, self._score)
+
+    def _score(self, batch: Any) -> Any:
         import pandas as pd
 
         rows = batch[self.features] if self.features else batch
