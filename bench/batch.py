@@ -14,6 +14,8 @@ column) and a second one of 4 x N rows are written in chunks. Then, in this run:
   mlopsfile 4x   the same over the 4 x N-row input
   1x again       the 1x input once more, on the head the jobs before warmed (Ray Data's
                  service actors are up, the runtime is unpacked)
+  baseline again the baseline once more, last (the head stopped): ratios are against the mean
+                 of both, as a shared machine's speed drifts over minutes
 
 Printed, each against its baseline: rows/s of the whole apply (wall time) and of the
 manifest's ``score_and_write_s`` over the baseline's rows/s (goal >= 1.3x on 2 cores); what
@@ -35,7 +37,7 @@ Everything runs in a temporary project directory with its own MLflow store, stat
 local Ray head (started by mlopsfile); all of it is stopped by pid and removed on exit,
 Ctrl-C and SIGTERM included.
 
-    .venv/bin/python bench/batch.py            # 2M and 8M rows (about 7 minutes on an idle 2-core machine)
+    .venv/bin/python bench/batch.py            # 2M and 8M rows (about 8 minutes on an idle 2-core machine)
     .venv/bin/python bench/batch.py --quick    # 200k and 800k rows (about 3-4 minutes)
 """
 
@@ -497,8 +499,8 @@ class Bench:
 
     # -- baseline ------------------------------------------------------------------------
 
-    def run_baseline(self) -> None:
-        say(f"baseline: one process, pyarrow iter_batches({self.args.batch_size}) -> pyfunc predict -> parquet")
+    def run_baseline(self, label: str = "baseline") -> None:
+        say(f"{label}: one process, pyarrow iter_batches({self.args.batch_size}) -> pyfunc predict -> parquet")
         output = self.root / "out" / "baseline.parquet"
         output.parent.mkdir(exist_ok=True)
         command = [PYTHON, str(Path(__file__).resolve()), "--baseline-child", str(self.root / "data" / "1x"),
@@ -512,7 +514,7 @@ class Bench:
         if code != 0:
             raise RuntimeError(f"the baseline process exited with code {code}")
         facts = json.loads(out.strip().splitlines()[-1])
-        result = Result("baseline", facts["rows"], facts["seconds"], usage=sampler.usage, load_s=facts["load_s"])
+        result = Result(label, facts["rows"], facts["seconds"], usage=sampler.usage, load_s=facts["load_s"])
         self.results.append(result)
         say(f"  {result.rows:,} rows in {result.seconds:.1f} s (imports + model load {facts['load_s']:.1f} s): "
             f"{result.rate():,.0f} rows/s; peak RSS {result.usage.job_rss / MB:,.0f} MB")
@@ -649,7 +651,9 @@ def verdict(met: bool) -> str:
 
 def report(bench: Bench) -> None:
     results = {r.label: r for r in bench.results}
-    baseline = results.get("baseline")
+    baselines = [r for r in bench.results if r.label.startswith("baseline")]
+    runs = [r for r in bench.results if r not in baselines]
+    baseline = reference(baselines)
     say("\n== summary ==")
     say(f"model: {TREES}-tree RandomForestClassifier (n_jobs=1), {len(FEATURES)} float features; "
         f"batch_size {bench.args.batch_size}; mlopsfile: concurrency {bench.args.concurrency}, "
@@ -661,8 +665,11 @@ def report(bench: Bench) -> None:
     if baseline is None:
         return
     say("\nthroughput                           rows    seconds      rows/s  vs baseline   others' CPU")
-    say(throughput_row("baseline (1 process, loop)", baseline, baseline.seconds, baseline))
-    for result in bench.results[1:]:
+    for result in baselines:
+        say(throughput_row(f"{result.label} (1 process, loop)", result, result.seconds, baseline))
+    if len(baselines) > 1:
+        say(throughput_row(baseline.label, baseline, baseline.seconds, baseline, others=False))
+    for result in runs:
         say(throughput_row(f"{result.label}, whole apply", result, result.seconds, baseline))
         if result.score_s is not None:
             say(throughput_row(f"{result.label}, score_and_write_s", result, result.score_s, baseline, others=False))
@@ -676,10 +683,10 @@ def report(bench: Bench) -> None:
     say("\npeak memory (MB)                  job RSS    job PSS  head services RSS  job+head RSS")
     for result in bench.results:
         peak = result.usage
-        head = f"{peak.head_rss / MB:>17,.0f}" if result is not baseline else f"{'-':>17}"
+        head = f"{peak.head_rss / MB:>17,.0f}" if result in runs else f"{'-':>17}"
         say(f"{result.label:<30}{peak.job_rss / MB:>11,.0f}{peak.job_pss / MB:>11,.0f}  {head}"
             f"{peak.all_rss / MB:>14,.0f}")
-    for result in bench.results[1:]:
+    for result in runs:
         parts = ", ".join(f"{role} {n}x {rss / MB:,.0f}" for role, (n, rss) in sorted(result.usage.at_job_peak.items()))
         say(f"  {result.label} at its job-RSS peak: {parts}")
     big = results.get(f"mlopsfile {SCALE}x")
@@ -697,11 +704,21 @@ def report(bench: Bench) -> None:
                           sorted(usage.cpu_by_role.items(), key=lambda item: -item[1]) if seconds >= 0.05)
         say(f"  {result.label} ({usage.seconds:.1f} s x {os.cpu_count()} = {usage.seconds * (os.cpu_count() or 1):,.0f}):"
             f" {parts}; others {usage.cpu_others_s:,.1f}")
-    for result in bench.results[1:]:
+    for result in runs:
         for note in result.notes:
             say(f"{result.label}: {note}")
     say("others' CPU: the machine's busy CPU time during the phase minus that of the measured processes and "
         "of this script, per second")
+
+
+def reference(baselines: list[Result]) -> Result | None:
+    """What every ratio is against: the one baseline, or the mean of the baselines run before and after
+    the jobs (the speed of a shared machine drifts over minutes)."""
+    if len(baselines) < 2:
+        return baselines[0] if baselines else None
+    mean = sum(b.seconds for b in baselines) / len(baselines)
+    return Result(f"baseline, mean of {len(baselines)}", baselines[0].rows, mean, usage=baselines[0].usage,
+                  load_s=sum(b.load_s for b in baselines) / len(baselines))
 
 
 def steady_state(one: Result, big: Result, baseline: Result) -> str:
@@ -768,11 +785,14 @@ def steps(bench: Bench) -> None:
     bench.start_head()
     bench.run_batch("1x")
     bench.check_predictions()
-    if not bench.args.only_1x:
-        bench.run_batch(f"{SCALE}x")
+    if bench.args.only_1x:
+        return
+    bench.run_batch(f"{SCALE}x")
     # The first job on a fresh head also starts Ray Data's service actors and unpacks the runtime;
     # a head that is kept running (as `mlopsfile watch` keeps it) pays that once.
     bench.run_batch("1x", WARM_1X)
+    stop_local_ray(bench.project)  # the first baseline ran with no head either
+    bench.run_baseline("baseline again")
 
 
 def main(argv: list[str] | None = None) -> int:
