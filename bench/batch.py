@@ -761,7 +761,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "the Ray Data tasks that reserve a whole CPU: ListFiles, Write)")
     parser.add_argument("--job-env", action="append", default=[], metavar="NAME=VALUE",
                         help="what-if: an environment variable for the Ray head, which its jobs inherit "
-                             "(e.g. RAY_DATA_USE_DATASOURCE_V2=0); repeatable")
+                             "(e.g. RAY_DATA_OP_RESERVATION_RATIO=0.3); repeatable")
     parser.add_argument("--only-1x", action="store_true",
                         help=f"skip the {SCALE}x input (quicker; no memory ratio is reported)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary project directory")

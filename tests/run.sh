@@ -41,7 +41,7 @@ fi
 echo "engine: $MLOPSFILE_TEST_DOCKER_HOST, base image: $(tail -n 1 "$engine_log")"
 echo "== integration tests (real Ray, MLflow, Docker)"
 # Two lanes, each a pytest session with its own local Ray head and MLflow registry. Lane B
-# (batch jobs, edge images on Docker, cluster and registry) runs beside lane A, which keeps
+# (batch jobs, edge images on Docker, the Docker engine) runs beside lane A, which keeps
 # the tests that put a steady load on Serve; lane A ends with the watch agent and the
 # rollouts under load, by when lane B is done, so they measure Serve alone.
 lanes=$(mktemp -d /tmp/mlopsfile-lanes.XXXXXX)

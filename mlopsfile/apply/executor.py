@@ -146,9 +146,7 @@ class Executor:
                 self._record(change, outcome)
             elif outcome.outcome == "failed":
                 self.store.set_revision_outcome(change.name, change.revision, "failed", outcome.message)
-                self.store.audit(operation="apply", outcome="failed", resource=change.address,
-                                 action=change.action.value, revision=change.revision,
-                                 message=outcome.message, git_commit=self.git_commit)
+                self._audit(change, outcome, change.revision)
             report.outcomes.append(outcome)
             self.progress("done", change, outcome)
         return report
@@ -276,9 +274,7 @@ class Executor:
 
     def _record(self, change: Change, outcome: ChangeOutcome) -> None:
         if change.target == "monitor":  # no revisions: a monitor is its spec, and the audit log says when it moved
-            self.store.audit(operation="apply", outcome=outcome.outcome, resource=change.address,
-                             action=change.action.value, revision=None, message=outcome.message or change.reason,
-                             git_commit=self.git_commit)
+            self._audit(change, outcome, None)
             return
         desired = change.desired or change.batch or change.edge
         if outcome.outcome != "failed":
@@ -294,6 +290,9 @@ class Executor:
             config=config,
             message=outcome.message or change.reason, git_commit=self.git_commit, plan_id=self.plan_id,
         )
+        self._audit(change, outcome, change.revision)
+
+    def _audit(self, change: Change, outcome: ChangeOutcome, revision: int | None) -> None:
         self.store.audit(operation="apply", outcome=outcome.outcome, resource=change.address,
-                         action=change.action.value, revision=change.revision,
+                         action=change.action.value, revision=revision,
                          message=outcome.message or change.reason, git_commit=self.git_commit)
