@@ -9,7 +9,7 @@ column) and a second one of 4 x N rows are written in chunks. Then, in this run:
                  ``iter_batches`` (same batch size), predict, write parquet
   mlopsfile 1x   ``Project.apply`` of a batch Deployment over the N-row input: a Ray Job
                  (runtime/batch_job.py: Ray Data read_parquet -> map_batches on an actor
-                 pool of ``--concurrency`` model replicas -> write_parquet -> publish), the
+                 pool of ``--concurrency`` model replicas, which write parquet parts -> publish), the
                  first job on a freshly started head
   mlopsfile 4x   the same over the 4 x N-row input
   1x again       the 1x input once more, on the head the jobs before warmed (Ray Data's
@@ -22,7 +22,7 @@ manifest's ``score_and_write_s`` over the baseline's rows/s (goal >= 1.3x on 2 c
 the warm 1x and the 4x runs say together (the rate of each further row against the baseline's
 loop, a job's fixed cost, and from how many rows a run reaches the goal);
 the peak summed RSS of the job's processes (job driver, job supervisor, Ray Data workers
-and model replicas, sampled every 0.2 s from the process tree of the project's own Ray
+and model replicas, sampled every 0.5 s from the process tree of the project's own Ray
 head), and the ratio 4x / 1x (goal <= 1.5x). The head's long-lived services (gcs_server,
 raylet, dashboard, agents) are reported on their own, and PSS beside RSS, because summed
 RSS counts the object store pages every worker maps once per worker. Each phase also shows
@@ -96,7 +96,11 @@ DEFAULT_ROWS = 2_000_000
 QUICK_ROWS = 200_000
 SCALE = 4  # the large input is SCALE times the small one
 FILES = 8  # files of the 1x input; the 4x input has SCALE times as many, of the same size
-SAMPLE_INTERVAL_S = 0.2
+# Sampling costs CPU that the measured job then lacks: every 0.2 s, and with PSS read for every process
+# (PSS makes the kernel walk a process's page tables), it took a quarter of a core from the jobs it
+# measured. RSS is read every 0.5 s, PSS every 2 s and only for the job's processes.
+SAMPLE_INTERVAL_S = 0.5
+PSS_INTERVAL_S = 2.0
 WARM_1X = "mlopsfile 1x again"  # the 1x input once more, on the head the earlier jobs warmed
 THROUGHPUT_GOAL = 1.3
 MEMORY_GOAL = 1.5
@@ -151,6 +155,7 @@ class Usage:
     samples: int = 0
     seconds: float = 0.0
     cpu_ours_s: float = 0.0  # CPU seconds of the sampled tree and of this script
+    cpu_script_s: float = 0.0  # CPU seconds of this script (its sampling, its apply) during the phase
     cpu_others_s: float = 0.0  # the machine's busy CPU seconds minus ours: other work on the machine
     cpu_by_role: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds of its processes
 
@@ -244,6 +249,7 @@ class MemorySampler:
         self._cpu: dict[int, list[float]] = {}  # pid -> [CPU seconds when first seen in this phase, last seen]
         self._role: dict[int, str] = {}  # pid -> role, as last classified
         self._me = psutil.Process()
+        self._next_pss = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
 
@@ -258,7 +264,8 @@ class MemorySampler:
         started, _, busy, mine = self._started
         usage = self.usage
         usage.seconds = time.monotonic() - started
-        usage.cpu_ours_s = sum(last - first for first, last in self._cpu.values()) + self._cpu_of(self._me) - mine
+        usage.cpu_script_s = self._cpu_of(self._me) - mine
+        usage.cpu_ours_s = sum(last - first for first, last in self._cpu.values()) + usage.cpu_script_s
         usage.cpu_others_s = max(0.0, busy_cpu_s() - busy - usage.cpu_ours_s)
         for pid, (first, last) in self._cpu.items():
             role = self._role.get(pid, "?")
@@ -275,23 +282,26 @@ class MemorySampler:
             self.sample()
             self._stop.wait(max(0.0, self.interval_s - (time.monotonic() - started)))
 
-    def _measure(self, process: psutil.Process) -> tuple[int, int] | None:
-        """(RSS, PSS) of one process, following its CPU time; None when it is gone."""
+    def _measure(self, process: psutil.Process, pss: bool) -> tuple[int, int] | None:
+        """(RSS, PSS if ``pss`` else 0) of one process, following its CPU time; None when it is gone."""
         try:
             with process.oneshot():
-                info = process.memory_full_info()
+                info = process.memory_full_info() if pss else process.memory_info()
                 cpu = self._cpu_of(process)
                 born_here = process.create_time() >= self._started[1]
         except psutil.Error:
             return None
         self._cpu.setdefault(process.pid, [0.0 if born_here else cpu, cpu])[1] = cpu
-        return info.rss, getattr(info, "pss", info.rss)
+        return info.rss, getattr(info, "pss", info.rss) if pss else 0
 
     def sample(self) -> None:
+        pss = time.monotonic() >= self._next_pss
+        if pss:
+            self._next_pss = time.monotonic() + PSS_INTERVAL_S
         by_role: dict[str, tuple[int, int, int]] = {}
         for role, processes in self.find().items():
             self._role.update((process.pid, role) for process in processes)
-            measured = [m for m in map(self._measure, processes) if m is not None]
+            measured = [m for m in (self._measure(p, pss and role != HEAD_SERVICES) for p in processes) if m is not None]
             by_role[role] = (len(measured), sum(m[0] for m in measured), sum(m[1] for m in measured))
         job = [v for role, v in by_role.items() if role != HEAD_SERVICES]
         job_rss, job_pss = sum(v[1] for v in job), sum(v[2] for v in job)
@@ -301,7 +311,8 @@ class MemorySampler:
         if job_rss > usage.job_rss:
             usage.job_rss = job_rss
             usage.at_job_peak = {role: (v[0], v[1]) for role, v in by_role.items()}
-        usage.job_pss = max(usage.job_pss, job_pss)
+        if pss:
+            usage.job_pss = max(usage.job_pss, job_pss)
         usage.head_rss = max(usage.head_rss, head_rss)
         usage.all_rss = max(usage.all_rss, job_rss + head_rss)
 
@@ -703,7 +714,7 @@ def report(bench: Bench) -> None:
         parts = ", ".join(f"{role} {seconds:,.1f}" for role, seconds in
                           sorted(usage.cpu_by_role.items(), key=lambda item: -item[1]) if seconds >= 0.05)
         say(f"  {result.label} ({usage.seconds:.1f} s x {os.cpu_count()} = {usage.seconds * (os.cpu_count() or 1):,.0f}):"
-            f" {parts}; others {usage.cpu_others_s:,.1f}")
+            f" {parts}; this script (apply, sampling) {usage.cpu_script_s:,.1f}; others {usage.cpu_others_s:,.1f}")
     for result in runs:
         for note in result.notes:
             say(f"{result.label}: {note}")

@@ -4,9 +4,10 @@
 
 It reads exactly the files the plan listed (failing if one changed since), checks them
 against the model signature before scoring anything, scores with ``map_batches`` on a
-pool of actors that each hold the MLflow pyfunc model, and streams parquet into a
-staging directory. Parquet is read in pieces of whole row groups planned from the footers
-(runtime/parquet_pieces), inside the replicas when there are enough pieces for all of them. Only a complete run is published:
+pool of actors that each hold the MLflow pyfunc model and write what they score as parquet
+parts into a staging directory (runtime/batch_parts). Parquet is read in pieces of whole
+row groups planned from the footers (runtime/parquet_pieces), inside the replicas when
+there are enough pieces for all of them. Only a complete run is published:
 
     <output>/runs/<run id>/part-*.parquet + _manifest.json   (renamed in whole from .staging/)
     <output>/current -> runs/<run id>                          (one atomic symlink swap)
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.batch_files import FileFacts, InputError, facts_of, opened, resolve_format
+from runtime.batch_parts import commit_parts, delivered_parts, write_part
 from runtime.batch_slices import score_in_slices
 from runtime.batch_trials import CANDIDATE_COLUMN, REFERENCE_COLUMN, Agreement, PairScorer
 from runtime.model_loading import load_pyfunc
@@ -43,8 +45,6 @@ FAILURE_EXIT_CODE = 3
 KEEP_RUNS = 2  # the published run and the one before it
 MANIFEST = "_manifest.json"
 PIECES_PER_REPLICA_TO_FUSE = 2  # with fewer read tasks, some replicas would sit idle while others read
-OUTPUT_BYTES_PER_FILE = 16 * 1024 * 1024  # in memory, before parquet encoding: fewer files than blocks, and the
-# first written while scoring goes on (the last write then finds its worker started)
 
 
 class RunFailure(Exception):
@@ -91,7 +91,7 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
     trials: dict[str, Any] = {}
     if config.get("canary"):
         trials["canary"] = _canary(config, dataset, features, replicas)
-    _score(config, dataset, features, staging, replicas)
+    delivered = _score(config, dataset, features, staging, replicas)
     scored = time.monotonic()
     side = output / ".staging" / f"{config['run_id']}-shadow"
     if config.get("shadow"):
@@ -99,6 +99,8 @@ def run(config: dict[str, Any]) -> dict[str, Any]:
                             "model": config["shadow"]["model"], "model_version": config["shadow"]["model_version"],
                             "path": str(output / "shadow" / "runs" / config["run_id"])}
     rows, schema, parts = _describe(staging)
+    if rows != delivered:
+        raise RuntimeError(f"the output parts hold {rows} rows, the replicas scored {delivered}")
     manifest = {
         **config["manifest"], **trials, "run_id": config["run_id"], "rows": rows, "schema": schema, "files": parts,
         "input_files": config["input_files"], "started_at": started_at, "finished_at": _now(),
@@ -158,10 +160,11 @@ def _check_columns(files: list[FileFacts], file_format: str, needed: list[str],
 
 
 class Scorer:
-    """One model replica: holds the pyfunc model and scores pandas blocks, ``batch_size`` rows per call."""
+    """One model replica: holds the pyfunc model, scores pandas blocks, ``batch_size`` rows per call,
+    and writes each scored block as a part into ``staging``."""
 
     def __init__(self, model_uri: str, env: dict[str, str], features: list[str], keep: list[str],
-                 prediction_column: str, batch_size: int) -> None:
+                 prediction_column: str, batch_size: int, staging: str) -> None:
         os.environ.update(env)
         started = time.monotonic()
         self.model = load_pyfunc(model_uri)
@@ -171,9 +174,10 @@ class Scorer:
         self.keep = keep
         self.prediction_column = prediction_column
         self.batch_size = batch_size
+        self.staging = staging
 
     def __call__(self, block: Any) -> Any:
-        return score_in_slices(block, self.batch_size, self._score)
+        return write_part(score_in_slices(block, self.batch_size, self._score), self.staging)
 
     def _score(self, batch: Any) -> Any:
         import numpy as np
@@ -265,7 +269,8 @@ def _canary(config: dict[str, Any], dataset: Any, features: list[str], replicas:
         PairScorer, fn_constructor_kwargs={"first_uri": _location(config, canary["previous_model_uri"]),
                                            "second_uri": _location(config, config["model_uri"]),
                                            "env": _env(config), "features": features, "keep": [],
-                                           "prediction_column": None, "batch_size": config["batch_size"]},
+                                           "prediction_column": None, "batch_size": config["batch_size"],
+                                           "staging": None},
         **replicas)
     agreement = Agreement()
     for batch in sample.iter_batches(batch_format="pandas", batch_size=None):
@@ -283,19 +288,22 @@ def _canary(config: dict[str, Any], dataset: Any, features: list[str], replicas:
 
 
 def _score(config: dict[str, Any], dataset: Any, features: list[str], staging: Path,
-           replicas: dict[str, Any]) -> None:
+           replicas: dict[str, Any]) -> int:
+    """Score the input into parts in ``staging``; the rows scored."""
     keep, column = config["columns"], config["prediction_column"]
     if config.get("shadow"):
         scored = dataset.map_batches(PairScorer, fn_constructor_kwargs={
             "first_uri": _location(config, config["model_uri"]),
             "second_uri": _location(config, config["shadow"]["model_uri"]), "env": _env(config),
-            "features": features, "keep": keep, "prediction_column": column, "batch_size": config["batch_size"]},
-            **replicas)
+            "features": features, "keep": keep, "prediction_column": column, "batch_size": config["batch_size"],
+            "staging": str(staging)}, **replicas)
     else:
         scored = dataset.map_batches(Scorer, fn_constructor_kwargs={
             "model_uri": _location(config, config["model_uri"]), "env": _env(config), "features": features, "keep": keep,
-            "prediction_column": column, "batch_size": config["batch_size"]}, **replicas)
-    scored.write_parquet(str(staging), min_bytes_per_file=OUTPUT_BYTES_PER_FILE, ray_remote_args={"num_cpus": 0.25})
+            "prediction_column": column, "batch_size": config["batch_size"], "staging": str(staging)}, **replicas)
+    parts, rows = delivered_parts(scored)
+    commit_parts(staging, parts)
+    return rows
 
 
 def _split_shadow(staging: Path, side: Path, prediction_column: str) -> dict[str, Any]:
@@ -343,4 +351,9 @@ def _publish(output: Path, staging: Path, run_id: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    exit_code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is published or reported by now. Ray's shutdown and the interpreter's teardown took
+    # another 1.5-2 s before the job was seen to end; the cluster cleans up after a driver that exits.
+    os._exit(exit_code)

@@ -15,6 +15,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from runtime.batch_parts import write_part
 from runtime.batch_slices import score_in_slices
 from runtime.model_loading import load_pyfunc
 
@@ -95,10 +96,11 @@ class Agreement:
 
 class PairScorer:
     """A model replica holding two models: the batch's columns, the first model's prediction
-    and the second's (for a shadow), or only the two predictions (for a canary's sample)."""
+    and the second's (for a shadow, written as parts into ``staging``), or only the two predictions
+    (for a canary's sample, returned)."""
 
     def __init__(self, first_uri: str, second_uri: str, env: dict[str, str], features: list[str],
-                 keep: list[str], prediction_column: str | None, batch_size: int) -> None:
+                 keep: list[str], prediction_column: str | None, batch_size: int, staging: str | None) -> None:
         os.environ.update(env)
         self.first = load_pyfunc(first_uri)
         self.second = load_pyfunc(second_uri)
@@ -106,9 +108,11 @@ class PairScorer:
         self.keep = keep
         self.prediction_column = prediction_column
         self.batch_size = batch_size
+        self.staging = staging
 
     def __call__(self, block: Any) -> Any:
-        return score_in_slices(block, self.batch_size, self._score)
+        scored = score_in_slices(block, self.batch_size, self._score)
+        return scored if self.staging is None else write_part(scored, self.staging)
 
     def _score(self, batch: Any) -> Any:
         import pandas as pd
