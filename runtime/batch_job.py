@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.batch_files import FileFacts, InputError, facts_of, opened, resolve_format
-from runtime.batch_parts import commit_parts, delivered_parts, write_part
+from runtime.batch_parts import commit_parts, delivered_parts, merge_small_parts, write_part
 from runtime.batch_slices import score_in_slices
 from runtime.batch_trials import CANDIDATE_COLUMN, REFERENCE_COLUMN, Agreement, PairScorer
 from runtime.model_loading import load_pyfunc
@@ -303,6 +303,7 @@ def _score(config: dict[str, Any], dataset: Any, features: list[str], staging: P
             "prediction_column": column, "batch_size": config["batch_size"], "staging": str(staging)}, **replicas)
     parts, rows = delivered_parts(scored)
     commit_parts(staging, parts)
+    merge_small_parts(staging)
     return rows
 
 

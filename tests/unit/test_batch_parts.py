@@ -11,7 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from runtime.batch_parts import PART_COLUMN, ROWS_COLUMN, commit_parts, delivered_parts, write_part
+from runtime.batch_parts import (
+    PART_COLUMN,
+    ROWS_COLUMN,
+    commit_parts,
+    delivered_parts,
+    merge_small_parts,
+    write_part,
+)
 
 
 def scored(rows: int, first: int = 0) -> pd.DataFrame:
@@ -76,3 +83,34 @@ def test_commit_refuses_a_part_delivered_twice_or_not_written(tmp_path: Path) ->
     with pytest.raises(RuntimeError, match=r"part-missing\.parquet was delivered but is not in"):
         commit_parts(tmp_path, [name, "part-missing.parquet"])
     assert [p.name for p in tmp_path.iterdir()] == [name]  # a refused commit removes nothing
+
+
+def part_sizes(directory: Path) -> list[int]:
+    return sorted(pq.read_metadata(p).num_rows for p in directory.iterdir())
+
+
+def test_many_small_parts_are_merged_with_every_row(tmp_path: Path) -> None:
+    # One small part per small input file; one of them has a column that is null throughout.
+    for number in range(30):
+        write_part(scored(10, first=number * 10), str(tmp_path))
+    write_part(pd.DataFrame({"id": [300, 301], "prediction": [None, None]}), str(tmp_path))
+    merge_small_parts(tmp_path)
+    assert part_sizes(tmp_path) == [302]
+    table = pq.read_table(tmp_path)
+    assert sorted(table["id"].to_pylist()) == list(range(302))
+    assert table["prediction"].null_count == 2 and str(table.schema.field("prediction").type) == "int64"
+
+
+def test_merged_parts_stay_under_the_cap(tmp_path: Path) -> None:
+    for _ in range(12):
+        write_part(scored(100), str(tmp_path))
+    one = next(tmp_path.iterdir()).stat().st_size
+    merge_small_parts(tmp_path, small_bytes=10 * one, merged_bytes=4 * one)
+    assert part_sizes(tmp_path) == [400, 400, 400]
+
+
+def test_parts_large_enough_are_left_as_written(tmp_path: Path) -> None:
+    names = sorted(write_part(scored(100), str(tmp_path))[PART_COLUMN].iloc[0] for _ in range(3))
+    one = (tmp_path / names[0]).stat().st_size
+    merge_small_parts(tmp_path, small_bytes=one // 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
