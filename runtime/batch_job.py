@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.batch_files import FileFacts, InputError, facts_of, opened, resolve_format
-from runtime.batch_parts import commit_parts, delivered_parts, merge_small_parts, write_part
+from runtime.batch_parts import commit_parts, delivered_parts, merge_small_parts, parts_in, write_part
 from runtime.batch_slices import score_in_slices
 from runtime.batch_trials import CANDIDATE_COLUMN, REFERENCE_COLUMN, Agreement, PairScorer
 from runtime.model_loading import load_pyfunc
@@ -217,18 +217,23 @@ def _read(paths: list[str], footers: list[Footer] | None, config: dict[str, Any]
         from runtime.parquet_datasource import ParquetPieces
 
         pieces = plan_pieces(footers, concurrency)
-        inside = len(pieces) >= PIECES_PER_REPLICA_TO_FUSE * concurrency
         rows = block_rows(pieces, concurrency, int(config["batch_size"]), context.target_max_block_size)
-        # Equal reservations let Ray Data fuse the reads into the replicas.
-        options = _reservation(config) if inside else {"num_cpus": 0.25}  # separate: I/O, a quarter CPU
+        reservation, inside = _read_reservation(len(pieces), config)
         return ray.data.read_datasource(ParquetPieces(pieces, columns, rows), override_num_blocks=len(pieces),
-                                        **options), inside
+                                        **reservation), inside
     # Ray 2.60's default file reader lists files in a 1-CPU task (tens of seconds on 2 cores)
     # and packs the input into a few large blocks, leaving replicas idle; the classic one reads per file.
     context.use_datasource_v2 = False
-    inside = len(paths) >= PIECES_PER_REPLICA_TO_FUSE * concurrency
-    options = {**_reservation(config), "override_num_blocks": len(paths)} if inside else {"num_cpus": 0.25}
+    reservation, inside = _read_reservation(len(paths), config)
+    options = {**reservation, "override_num_blocks": len(paths)} if inside else reservation
     return ray.data.read_csv(paths, **options), inside
+
+
+def _read_reservation(tasks: int, config: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """What each of ``tasks`` read tasks reserves, and whether the reads run inside the replicas."""
+    if tasks >= PIECES_PER_REPLICA_TO_FUSE * int(config["concurrency"]):
+        return _reservation(config), True  # equal reservations let Ray Data fuse the reads into the replicas
+    return {"num_cpus": 0.25}, False  # separate: I/O, a quarter CPU
 
 
 def _reservation(config: dict[str, Any]) -> dict[str, Any]:
@@ -243,8 +248,9 @@ def _replicas(config: dict[str, Any], reads_inside: bool) -> dict[str, Any]:
     """map_batches arguments for the model replicas: whole blocks to a pool holding the model.
 
     ``batch_size`` is applied by the replica itself (batch_slices), so that Ray Data may fuse the
-    read into the replicas. When it does, each task is a whole file: one at a time per replica,
-    so that a replica that is done early takes the next file instead of one queued behind a slower one.
+    read into the replicas. When it does, each task is a whole piece of input: one at a time per
+    replica, so that a replica that is done early takes the next piece instead of one queued behind a
+    slower one.
     """
     import ray
 
@@ -313,7 +319,7 @@ def _split_shadow(staging: Path, side: Path, prediction_column: str) -> dict[str
 
     side.mkdir(parents=True)
     agreement = Agreement()
-    for part in sorted(p for p in staging.iterdir() if p.suffix == ".parquet"):
+    for part in parts_in(staging):
         table = pq.read_table(part)
         agreement.add(table[prediction_column].to_numpy(), table[CANDIDATE_COLUMN].to_numpy())
         candidate = table.drop_columns([prediction_column]).rename_columns(
@@ -326,7 +332,7 @@ def _split_shadow(staging: Path, side: Path, prediction_column: str) -> dict[str
 def _describe(staging: Path) -> tuple[int, list[dict[str, str]], list[dict[str, Any]]]:
     import pyarrow.parquet as pq
 
-    parts = sorted(p for p in staging.iterdir() if p.suffix == ".parquet")
+    parts = parts_in(staging)
     rows = sum(pq.read_metadata(p).num_rows for p in parts)
     schema = [{"name": f.name, "type": str(f.type)} for f in pq.read_schema(parts[0])] if parts else []
     return rows, schema, [{"name": p.name, "bytes": p.stat().st_size} for p in parts]

@@ -26,6 +26,11 @@ SMALL_PART_BYTES = 1 << 20  # on disk: parts this small on average are merged
 MERGED_PART_BYTES = 64 << 20  # on disk: what merged parts grow to, at most
 
 
+def parts_in(staging: Path) -> list[Path]:
+    """The parquet parts in ``staging``, in name order."""
+    return sorted(p for p in staging.iterdir() if p.suffix == ".parquet")
+
+
 def _part_name() -> str:
     return f"part-{uuid.uuid4().hex}.parquet"
 
@@ -73,7 +78,7 @@ def merge_small_parts(staging: Path, small_bytes: int = SMALL_PART_BYTES, merged
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    parts = sorted(p for p in staging.iterdir() if p.suffix == ".parquet")
+    parts = parts_in(staging)
     sizes = {part: part.stat().st_size for part in parts}
     if len(parts) < 2 or sum(sizes.values()) >= small_bytes * len(parts):
         return
