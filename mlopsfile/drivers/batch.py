@@ -3,7 +3,7 @@
 Jobs are observed through the dashboard's job REST API, by the metadata every job of
 mlopsfile carries (owner, project, resource, revision, run key, model version, input
 digest, output); the published output through its manifest. Runs are submitted with
-Ray's JobSubmissionClient, which uploads ``runtime/`` as the job's working directory.
+Ray's JobSubmissionClient; ``runtime/`` is the job's working directory (runtime_package).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from mlopsfile.config import Settings
 from mlopsfile.drivers.ray_cluster import ClusterAccess
 from mlopsfile.drivers.registry import MlflowResolver
-from mlopsfile.drivers.runtime_package import stage_runtime
+from mlopsfile.drivers.runtime_package import runtime_working_dir
 from mlopsfile.errors import DriverError, ResolveError
 from mlopsfile.plan.batch import batch_settings
 from mlopsfile.resources import (
@@ -112,7 +112,7 @@ class BatchDriver:
         config = self._config(batch, ownership, run_id, previous_model_uri)
         entrypoint = f"{self._python()} -m runtime.batch_job {_encode(config)}"
         job_id = self._submit(client, batch.name, entrypoint=entrypoint, submission_id=run_id,
-                              runtime_env={"working_dir": str(stage_runtime(self.settings.state_dir))},
+                              runtime_env={"working_dir": runtime_working_dir(self.settings.state_dir, self.settings.manages_local_ray)},
                               metadata=self._metadata(batch, ownership, reason))
         events(batch.name, f"job {job_id} submitted: model version {batch.model.version} over "
                            f"{len(batch.input.files)} input file(s)")

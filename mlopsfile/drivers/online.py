@@ -18,7 +18,7 @@ import httpx
 from mlopsfile.config import Settings
 from mlopsfile.drivers.ray_cluster import ClusterAccess, ClusterEndpoint
 from mlopsfile.drivers.registry import MlflowResolver
-from mlopsfile.drivers.runtime_package import stage_runtime
+from mlopsfile.drivers.runtime_package import runtime_working_dir
 from mlopsfile.errors import DriverError
 from mlopsfile.resources import (
     DesiredDeployment,
@@ -247,7 +247,7 @@ class OnlineDriver:
             if not ray.is_initialized():
                 ray.init(address=endpoint.address, namespace="mlopsfile", logging_level=logging.ERROR,
                          log_to_driver=False, configure_logging=False,
-                         runtime_env={"working_dir": str(stage_runtime(self.settings.state_dir))})
+                         runtime_env={"working_dir": runtime_working_dir(self.settings.state_dir, self.settings.manages_local_ray)})
             serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
             self._connected = endpoint
         return serve

@@ -50,3 +50,15 @@ def stage_runtime(state_dir: Path) -> Path:
         shutil.rmtree(staged, ignore_errors=True)
         temporary.rename(staged)
     return staged
+
+
+def runtime_working_dir(state_dir: Path, head_on_this_machine: bool) -> str:
+    """The ``working_dir`` a job or Serve application of this project runs in.
+
+    For the head mlopsfile runs on this machine it is the staged ``runtime/`` itself, as a
+    ``local://`` URI: Ray then neither zips and uploads it nor unpacks it again for the first job,
+    and the staged copy never changes once written (its name is its digest). For any other cluster
+    it is the directory's path, which Ray zips and uploads to the cluster.
+    """
+    staged = stage_runtime(state_dir).resolve()
+    return f"local://{staged}" if head_on_this_machine else str(staged)
