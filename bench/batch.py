@@ -698,6 +698,14 @@ def report(bench: Bench) -> None:
             say(f"goal: {label} rows/s >= {THROUGHPUT_GOAL}x the baseline ({near.seconds:.1f} s, {near.label}): "
                 f"whole apply {wall:.2f}x {verdict(wall >= THROUGHPUT_GOAL)}; "
                 f"score_and_write {scored:.2f}x {verdict(scored >= THROUGHPUT_GOAL)}")
+    big = results.get(f"mlopsfile {SCALE}x")
+    if big is not None:
+        # Its rows/s above are over the baseline's on the 1x input, where the model load weighs 4x as much.
+        near = bracketing(bench.results, big)
+        scale = big.rows / near.rows
+        scaled = near.load_s + scale * (near.seconds - near.load_s)
+        say(f"{big.label} against the baseline scaled to its {big.rows:,} rows ({scaled:.1f} s: imports and model "
+            f"load once, the loop {scale:.0f}x): {scaled / big.seconds:.2f}x {verdict(scaled / big.seconds >= THROUGHPUT_GOAL)}")
     one = results.get("mlopsfile 1x")
     say("\npeak memory (MB)                  job RSS    job PSS  head services RSS  job+head RSS")
     for result in bench.results:
@@ -708,7 +716,6 @@ def report(bench: Bench) -> None:
     for result in runs:
         parts = ", ".join(f"{role} {n}x {rss / MB:,.0f}" for role, (n, rss) in sorted(result.usage.at_job_peak.items()))
         say(f"  {result.label} at its job-RSS peak: {parts}")
-    big = results.get(f"mlopsfile {SCALE}x")
     if one is not None and big is not None:
         rss, pss = big.usage.job_rss / one.usage.job_rss, big.usage.job_pss / one.usage.job_pss
         total = big.usage.all_rss / one.usage.all_rss
