@@ -12,7 +12,7 @@ column) and a second one of 4 x N rows are written in chunks. Then, in this run:
                  pool of ``--concurrency`` model replicas, which write parquet parts -> publish), the
                  first job on a freshly started head
   1x again       the 1x input once more, on the head the first job warmed (Ray Data's
-                 service actors are up, the runtime is unpacked)
+                 service actors are up)
   mlopsfile 4x   the same over the 4 x N-row input
   baseline again the baseline once more, last (the head stopped)
 
@@ -702,10 +702,10 @@ def report(bench: Bench) -> None:
     if big is not None:
         # Its rows/s above are over the baseline's on the 1x input, where the model load weighs 4x as much.
         near = bracketing(bench.results, big)
-        scale = big.rows / near.rows
-        scaled = near.load_s + scale * (near.seconds - near.load_s)
+        scaled = near.load_s + big.rows / loop_rate(near)
         say(f"{big.label} against the baseline scaled to its {big.rows:,} rows ({scaled:.1f} s: imports and model "
-            f"load once, the loop {scale:.0f}x): {scaled / big.seconds:.2f}x {verdict(scaled / big.seconds >= THROUGHPUT_GOAL)}")
+            f"load once, the loop {big.rows / near.rows:.0f}x): {scaled / big.seconds:.2f}x "
+            f"{verdict(scaled / big.seconds >= THROUGHPUT_GOAL)}")
     one = results.get("mlopsfile 1x")
     say("\npeak memory (MB)                  job RSS    job PSS  head services RSS  job+head RSS")
     for result in bench.results:
@@ -760,12 +760,17 @@ def bracketing(results: list[Result], run: Result) -> Result:
     return near
 
 
+def loop_rate(baseline: Result) -> float:
+    """Rows/s of the baseline's loop, after its imports and model load."""
+    return baseline.rows / (baseline.seconds - baseline.load_s)
+
+
 def steady_state(one: Result, big: Result, baseline: Result) -> str:
     """What the 1x and 4x applies say together: the rate each further row costs, and the cost of a job
     before its rows (start, model load, tail), as a line against the baseline's loop after its model load."""
     marginal = (big.rows - one.rows) / (big.seconds - one.seconds)
     fixed = one.seconds - one.rows / marginal
-    loop = baseline.rows / (baseline.seconds - baseline.load_s)
+    loop = loop_rate(baseline)
     line = (f"{one.label} and {SCALE}x together: each further row at {marginal:,.0f} rows/s, {marginal / loop:.2f}x the "
             f"baseline's loop ({loop:,.0f} rows/s after its {baseline.load_s:.1f} s of imports and model load); "
             f"a job's cost before and after its rows: {fixed:.1f} s")
@@ -827,7 +832,7 @@ def steps(bench: Bench) -> None:
     bench.run_baseline("baseline after 1x")  # each 1x run has a baseline just before and just after it
     if bench.args.only_1x:
         return
-    # The first job on a fresh head also starts Ray Data's service actors and unpacks the runtime;
+    # The first job on a fresh head also starts Ray Data's service actors;
     # a head that is kept running (as `mlopsfile watch` keeps it) pays that once.
     bench.run_batch("1x", WARM_1X)
     bench.run_baseline("baseline after 1x again")

@@ -112,7 +112,7 @@ class BatchDriver:
         config = self._config(batch, ownership, run_id, previous_model_uri)
         entrypoint = f"{self._python()} -m runtime.batch_job {_encode(config)}"
         job_id = self._submit(client, batch.name, entrypoint=entrypoint, submission_id=run_id,
-                              runtime_env={"working_dir": runtime_working_dir(self.settings.state_dir, self.settings.manages_local_ray)},
+                              runtime_env={"working_dir": runtime_working_dir(self.settings)},
                               metadata=self._metadata(batch, ownership, reason))
         events(batch.name, f"job {job_id} submitted: model version {batch.model.version} over "
                            f"{len(batch.input.files)} input file(s)")

@@ -247,7 +247,7 @@ class OnlineDriver:
             if not ray.is_initialized():
                 ray.init(address=endpoint.address, namespace="mlopsfile", logging_level=logging.ERROR,
                          log_to_driver=False, configure_logging=False,
-                         runtime_env={"working_dir": runtime_working_dir(self.settings.state_dir, self.settings.manages_local_ray)})
+                         runtime_env={"working_dir": runtime_working_dir(self.settings)})
             serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
             self._connected = endpoint
         return serve

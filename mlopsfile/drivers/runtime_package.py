@@ -1,4 +1,4 @@
-"""The runtime/ package as shipped to Ray: its digest and a staged copy to upload."""
+"""The runtime/ package as shipped to Ray: its digest, and a staged copy Ray runs in place or uploads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import runtime
+from mlopsfile.config import Settings
 
 SHIPPED_SUFFIXES = (".py", ".txt", ".json")
 
@@ -52,13 +53,13 @@ def stage_runtime(state_dir: Path) -> Path:
     return staged
 
 
-def runtime_working_dir(state_dir: Path, head_on_this_machine: bool) -> str:
+def runtime_working_dir(settings: Settings) -> str:
     """The ``working_dir`` a job or Serve application of this project runs in.
 
-    For the head mlopsfile runs on this machine it is the staged ``runtime/`` itself, as a
+    For the head mlopsfile runs on this machine (``settings.manages_local_ray``) it is the staged ``runtime/`` itself, as a
     ``local://`` URI: Ray then neither zips and uploads it nor unpacks it again for the first job,
     and the staged copy never changes once written (its name is its digest). For any other cluster
     it is the directory's path, which Ray zips and uploads to the cluster.
     """
-    staged = stage_runtime(state_dir).resolve()
-    return f"local://{staged}" if head_on_this_machine else str(staged)
+    staged = stage_runtime(settings.state_dir).resolve()
+    return f"local://{staged}" if settings.manages_local_ray else str(staged)
