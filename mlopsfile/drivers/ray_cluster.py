@@ -237,12 +237,21 @@ class ClusterAccess:
     def get_json(self, path: str, timeout_s: float = 15.0) -> Any:
         """GET a dashboard API path; None when no cluster runs."""
         endpoint = self.endpoint()
+        return None if endpoint is None else self._call(endpoint, "GET", path, None, timeout_s)
+
+    def post_json(self, path: str, body: dict[str, Any], timeout_s: float = 30.0) -> Any:
+        """POST ``body`` to a dashboard API path of the running cluster; its JSON answer."""
+        endpoint = self.endpoint()
         if endpoint is None:
-            return None
+            raise DriverError("the local Ray head is not running", temporary=True)
+        return self._call(endpoint, "POST", path, body, timeout_s)
+
+    def _call(self, endpoint: ClusterEndpoint, method: str, path: str, body: dict[str, Any] | None,
+              timeout_s: float) -> Any:
         url = f"{endpoint.dashboard_url}{path}"
         try:
             self._http = self._http or httpx.Client()
-            response = self._http.get(url, headers=endpoint.auth_headers(), timeout=timeout_s)
+            response = self._http.request(method, url, json=body, headers=endpoint.auth_headers(), timeout=timeout_s)
         except httpx.HTTPError as exc:
             raise DriverError(f"cannot reach the Ray dashboard at {endpoint.dashboard_url}: {exc}", temporary=True) from exc
         if response.status_code in (401, 403):
@@ -250,5 +259,12 @@ class ClusterAccess:
                               "(set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)")
         if response.status_code != 200:
             raise DriverError(f"the Ray dashboard at {endpoint.dashboard_url} answered {response.status_code} "
-                              f"for {path}: {response.text[:200]}", temporary=True)
+                              f"for {path}: {_gist(response.text)}", temporary=True)
         return response.json()
+
+
+def _gist(text: str) -> str:
+    """One line of an error answer: the dashboard sends whole Python tracebacks, whose last line says what went wrong."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    gist = lines[-1] if lines and lines[0].startswith("Traceback") else " ".join(lines)
+    return gist[:200]

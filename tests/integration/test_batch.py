@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import ProjectDir, Registry, deployment_head
+from mlopsfile.drivers.ray_cluster import pid_alive
+from mlopsfile.errors import DriverError
+from tests.integration.conftest import Cluster, ProjectDir, Registry, deployment_head
 
 pytestmark = pytest.mark.integration
 
@@ -264,3 +266,40 @@ def test_a_canary_gates_a_new_version_and_a_shadow_scores_beside(project_dir: Pr
     assert manifest["shadow"]["agreement"] == 1.0 and manifest["shadow"]["rows"] == len(frame) == len(side_frame)
     assert set(side_frame.columns) == {"id", "prediction"} and sorted(side_frame["id"]) == sorted(frame["id"])
     assert json.loads((side / "_manifest.json").read_text())["model_version"] == first
+
+
+def test_on_the_local_head_a_run_is_one_rest_call(tmp_path: Path, cluster: Cluster, registry: Registry) -> None:
+    """The head mlopsfile starts already holds runtime/: a run is submitted to its dashboard as one POST
+    (no upload, no Ray SDK in the CLI), runs in the staged runtime in place, and is stopped the same way."""
+    name = "localrun"
+    model = f"m{name}{os.getpid()}"
+    registry.register(model)
+    (tmp_path / "mlopsfile.yaml").write_text(
+        f'project: {name}\nray:\n  num_cpus: 2\nmlflow:\n  tracking_uri: "{registry.tracking_uri}"\n')
+    project_dir = ProjectDir(tmp_path, name, cluster)
+    write_input(project_dir, registry)
+    project_dir.write_spec("batch.yaml", batch_spec(name, model, f"models:/{model}@champion"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"NO_COLOR": "1"}
+    run = lambda *args: subprocess.run([sys.executable, "-m", "mlopsfile", *args], cwd=tmp_path,  # noqa: E731
+                                       capture_output=True, text=True, timeout=600, env=env)
+    try:
+        applied = run("apply", "--auto-approve")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        manifest, frame = published(project_dir, name)
+        assert manifest["rows"] == len(frame) == 2 * ROWS_PER_FILE and frame["id"].is_unique
+
+        driver = project_dir.project().batch
+        [job] = driver.jobs()
+        assert job["status"] == "SUCCEEDED" and job["metadata"]["resource"] == f"deployment/{name}"
+        assert job["runtime_env"]["working_dir"].startswith("local://"), job["runtime_env"]
+        driver.stop(job["submission_id"])  # an ended job: Ray answers that nothing was stopped
+        with pytest.raises(DriverError, match="does not exist"):
+            driver.stop(f"{name}-r9-000000")
+    finally:
+        record = tmp_path / ".mlopsfile" / "ray" / "head.json"
+        pid = json.loads(record.read_text())["pid"] if record.exists() else None
+        run("down")
+        deadline = time.monotonic() + 30
+        while pid is not None and pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid is None or not pid_alive(pid)
