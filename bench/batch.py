@@ -690,13 +690,15 @@ def report(bench: Bench) -> None:
         say(throughput_row(f"{result.label}, whole apply", result, result.seconds, near))
         if result.score_s is not None:
             say(throughput_row(f"{result.label}, score_and_write_s", result, result.score_s, near, others=False))
-    for label in ("mlopsfile 1x", WARM_1X):
+    for label, head in (("mlopsfile 1x", "the first job on a fresh head, which also starts Ray Data's three "
+                                          "cluster-wide service actors"),
+                        (WARM_1X, "a head that has run a Ray Data job before")):
         run = results.get(label)
         if run is not None:
             near = bracketing(bench.results, run)
             wall, scored = run.rate() / near.rate(), run.rate(run.score_s) / near.rate()
-            say(f"goal: {label} rows/s >= {THROUGHPUT_GOAL}x the baseline ({near.seconds:.1f} s, {near.label}): "
-                f"whole apply {wall:.2f}x {verdict(wall >= THROUGHPUT_GOAL)}; "
+            say(f"goal: {label} ({head}) rows/s >= {THROUGHPUT_GOAL}x the baseline ({near.seconds:.1f} s, "
+                f"{near.label}): whole apply {wall:.2f}x {verdict(wall >= THROUGHPUT_GOAL)}; "
                 f"score_and_write {scored:.2f}x {verdict(scored >= THROUGHPUT_GOAL)}")
     big = results.get(f"mlopsfile {SCALE}x")
     if big is not None:
