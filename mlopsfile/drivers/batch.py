@@ -127,10 +127,10 @@ class BatchDriver:
         dashboard, so a CLI call never imports Ray's SDK for it (half a second per apply).
         """
         deadline = time.monotonic() + SUBMIT_RETRY_S
-        uploaded = not str(job["runtime_env"]["working_dir"]).startswith("local://")
+        needs_upload = not str(job["runtime_env"]["working_dir"]).startswith("local://")
         while True:
             try:
-                if uploaded:
+                if needs_upload:
                     return str(self._client().submit_job(**job))
                 return str(self.cluster.post_json("/api/jobs/", job)["submission_id"])
             except Exception as exc:  # the SDK raises plain RuntimeErrors for refusals
