@@ -64,30 +64,17 @@ class _Dashboard(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def dashboard() -> Iterator[tuple[str, list[tuple[str, int]]]]:
+def dashboard() -> Iterator[tuple[str, type[_Dashboard]]]:
+    """The dashboard's URL, and its handler class, which records what it was sent."""
     handler = type("Handler", (_Dashboard,), {"peers": [], "posted": [], "refusals": [0]})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    _DASHBOARDS[url] = handler
     try:
-        yield url, handler.peers
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
     finally:
-        del _DASHBOARDS[url]
         server.shutdown()
         server.server_close()
-
-
-_DASHBOARDS: dict[str, type[_Dashboard]] = {}
-
-
-def _posted(url: str) -> list[tuple[str, dict[str, object]]]:
-    return _DASHBOARDS[url].posted
-
-
-def _refuse_next(url: str, submissions: int) -> None:
-    _DASHBOARDS[url].refusals[0] = submissions
 
 
 def _settings(root: Path, dashboard_url: str) -> Settings:
@@ -100,19 +87,19 @@ def _access(root: Path, dashboard_url: str) -> ClusterAccess:
     return ClusterAccess(_settings(root, dashboard_url))
 
 
-def test_reads_share_one_connection(tmp_path: Path, dashboard: tuple[str, list[tuple[str, int]]]) -> None:
-    url, peers = dashboard
+def test_reads_share_one_connection(tmp_path: Path, dashboard: tuple[str, type[_Dashboard]]) -> None:
+    url, handler = dashboard
     access = _access(tmp_path, url)
 
     answers = [access.get_json(f"/api/jobs/{n}") for n in range(5)]
 
     assert answers == [{"path": f"/api/jobs/{n}"} for n in range(5)]
-    assert len(peers) == 5
-    assert len(set(peers)) == 1, f"each read opened its own connection: {peers}"
+    assert len(handler.peers) == 5
+    assert len(set(handler.peers)) == 1, f"each read opened its own connection: {handler.peers}"
 
 
 def test_an_error_answer_names_the_path_and_the_next_read_still_works(
-        tmp_path: Path, dashboard: tuple[str, list[tuple[str, int]]]) -> None:
+        tmp_path: Path, dashboard: tuple[str, type[_Dashboard]]) -> None:
     url, _ = dashboard
     access = _access(tmp_path, url)
 
@@ -122,18 +109,18 @@ def test_an_error_answer_names_the_path_and_the_next_read_still_works(
 
 
 def test_a_post_sends_json_over_the_same_connection(tmp_path: Path,
-                                                     dashboard: tuple[str, list[tuple[str, int]]]) -> None:
-    url, peers = dashboard
+                                                     dashboard: tuple[str, type[_Dashboard]]) -> None:
+    url, handler = dashboard
     access = _access(tmp_path, url)
 
     access.get_json("/api/version")
     answer = access.post_json("/api/jobs/", {"entrypoint": "python -m x", "submission_id": "s-1"})
 
     assert answer == {"submission_id": "s-1", "job_id": None}
-    assert len(set(peers)) == 1
+    assert len(set(handler.peers)) == 1
 
 
-def test_a_traceback_answer_reads_as_its_last_line(tmp_path: Path, dashboard: tuple[str, list[tuple[str, int]]]) -> None:
+def test_a_traceback_answer_reads_as_its_last_line(tmp_path: Path, dashboard: tuple[str, type[_Dashboard]]) -> None:
     url, _ = dashboard
     access = _access(tmp_path, url)
 
@@ -151,31 +138,30 @@ def _job(working_dir: str) -> dict[str, object]:
 
 
 def test_a_job_whose_working_dir_is_on_the_cluster_is_one_post(
-        tmp_path: Path, dashboard: tuple[str, list[tuple[str, int]]], monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, dashboard: tuple[str, type[_Dashboard]], monkeypatch: pytest.MonkeyPatch) -> None:
     from mlopsfile.drivers import batch
 
-    url, _ = dashboard
+    url, handler = dashboard
     driver = batch.BatchDriver(_settings(tmp_path, url))
     monkeypatch.setattr(batch.time, "sleep", lambda _: None)
-    posted = _posted(url)
-    _refuse_next(url, 2)  # a head whose job agent is still starting refuses a while
+    handler.refusals[0] = 2  # a head whose job agent is still starting refuses a while
 
     job_id = driver._submit("score", **_job("local:///srv/runtime/0123"))
 
     assert job_id == "score-r2-def"
-    jobs = [body for path, body in posted if path == "/api/jobs/"]
+    jobs = [body for path, body in handler.posted if path == "/api/jobs/"]
     assert len(jobs) == 3
     assert jobs[-1] == _job("local:///srv/runtime/0123")
 
 
 def test_stopping_a_job_is_a_post_and_a_missing_job_is_a_driver_error(
-        tmp_path: Path, dashboard: tuple[str, list[tuple[str, int]]]) -> None:
+        tmp_path: Path, dashboard: tuple[str, type[_Dashboard]]) -> None:
     from mlopsfile.drivers.batch import BatchDriver
 
-    url, _ = dashboard
+    url, handler = dashboard
     driver = BatchDriver(_settings(tmp_path, url))
 
     driver.stop("score-r2-def")
     with pytest.raises(DriverError, match=r"cannot stop job missing-1: .*Job missing-1 does not exist"):
         driver.stop("missing-1")
-    assert [path for path, _ in _posted(url)] == ["/api/jobs/score-r2-def/stop", "/api/jobs/missing-1/stop"]
+    assert [path for path, _ in handler.posted] == ["/api/jobs/score-r2-def/stop", "/api/jobs/missing-1/stop"]
